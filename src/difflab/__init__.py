@@ -1,2 +1,42 @@
-"""difflab: diffusion models from the papers in one small PyTorch core."""
+"""difflab: diffusion models from the papers in one small PyTorch core.
+
+    import difflab
+    run = difflab.load("runs/digits")                 # a trained run directory
+    x = run.sample(16, sampler="ddim", steps=50)      # samples in data coordinates
+    schedule = difflab.schedules.get("cosine", T=1000)
+    x = difflab.sample(denoiser, (16, 2), sampler="ddpm", steps=1000, generator=g)
+
+Submodules are imported on first use, so ``import difflab`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
+               "config", "plotting", "random", "run", "io", "errors"}
+_ATTRIBUTES = {
+    "load": ("run", "load"),
+    "Run": ("run", "Run"),
+    "sample": ("samplers", "sample"),
+    "DifflabError": ("errors", "DifflabError"),
+    "ModelDenoiser": ("denoiser", "ModelDenoiser"),
+    "Prediction": ("denoiser", "Prediction"),
+}
+
+__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _ATTRIBUTES:
+        module, attr = _ATTRIBUTES[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'difflab' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

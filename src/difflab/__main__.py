@@ -1,0 +1,5 @@
+import sys
+
+from difflab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The ``difflab`` command: a thin shell over the library (no math lives here).
+
+Bad input raises :class:`~difflab.errors.DifflabError`; the command prints its one sentence and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
+    p.add_argument("--version", action="version", version="difflab 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model from a preset or a YAML/TOML config")
+    t.add_argument("config", help="preset (8gaussians, swissroll, moons, checkerboard, digits, mnist, fashion-mnist) or a .yaml/.toml file")
+    t.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
+    t.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
+    t.add_argument("--seed", type=_int, help="random seed (default: the config's)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--sampler", default=None, help="sampler name (default: the run's config; ddpm or ddim)")
+    s.add_argument("--steps", type=_int, default=None, help="number of sampling steps, 1..T")
+    s.add_argument("--num", type=_int, default=64, help="number of samples")
+    s.add_argument("--eta", type=float, default=None, help="DDIM η >= 0 (0: deterministic)")
+    s.add_argument("--variance", default=None, help="DDPM σ²: beta_tilde (default) or beta")
+    s.add_argument("--spacing", default="trailing", help="timestep spacing: trailing, leading or linspace")
+    s.add_argument("--seed", type=_int, default=0, help="seed; sample i depends on (seed, i) alone")
+    s.add_argument("--batch-size", type=_int, default=1000, help="samples drawn at once")
+    s.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
+    s.add_argument("--no-progress", action="store_true")
+
+    d = sub.add_parser("demo", help="train on the swiss roll and on digits, and draw the pictures")
+    d.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    d.add_argument("--quick", action="store_true", help="a few hundred steps each: checks the pipeline, not quality")
+
+    c = sub.add_parser("schedules", help="compare the noise schedules")
+    c.add_argument("--T", type=_int, default=1000, help="number of timesteps (default 1000)")
+    c.add_argument("--plot", help="write a picture of ᾱ_t and the log-SNR over t/T to this .png")
+    return p
+
+
+def _cmd_train(a) -> None:
+    from ..config import resolve
+    from ..training.trainer import train
+
+    config = None if a.resume else resolve(a.config)
+    if a.resume:
+        from pathlib import Path
+        if not (Path(a.out) / "config.json").is_file():
+            raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json).")
+    train(config, a.out, steps=a.steps, seed=a.seed, resume=a.resume, progress=not a.no_progress, device=a.device)
+
+
+def _cmd_sample(a) -> None:
+    import torch
+
+    from ..random import generators_from_seeds
+    from ..run import load, save_samples
+
+    if a.num < 1:
+        raise _error(f"--num must be a positive integer, got {a.num}.")
+    if a.batch_size < 1:
+        raise _error(f"--batch-size must be a positive integer, got {a.batch_size}.")
+    if not a.out.endswith((".png", ".npz")):
+        raise _error(f"output file {a.out!r} must end in .png or .npz.")
+    run = load(a.run)
+    sampler = a.sampler or run.config["sample"]["sampler"]
+    options = {}
+    if a.eta is not None:
+        if sampler != "ddim":
+            raise _error(f"--eta applies to the ddim sampler, not {sampler!r}.")
+        options["eta"] = a.eta
+    if a.variance is not None:
+        if sampler != "ddpm":
+            raise _error(f"--variance applies to the ddpm sampler, not {sampler!r}.")
+        options["variance"] = a.variance
+    chunks = []
+    for lo in range(0, a.num, a.batch_size):
+        n = min(a.batch_size, a.num - lo)
+        gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
+        chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
+                                 spacing=a.spacing, **options))
+    samples = torch.cat(chunks)
+    save_samples(samples, a.out, run.kind)
+    print(f"wrote {a.num} samples ({sampler}, {a.steps or run.config['sample']['steps']} steps) to {a.out}")
+
+
+def _cmd_schedules(a) -> None:
+    from .. import schedules
+
+    rows = []
+    curves = {}
+    for name in schedules.names():
+        s = schedules.get(name, a.T)
+        curves[name] = s.alpha_bar.numpy()
+        half = int((s.log_snr[1:] > 0).sum()) + 1  # first t with SNR <= 1
+        rows.append((name, *(float(s.alpha_bar[round(f * a.T)]) for f in (0.25, 0.5, 0.75, 1.0)), half / a.T))
+    print(f"{'schedule':<10} {'ᾱ(T/4)':>10} {'ᾱ(T/2)':>10} {'ᾱ(3T/4)':>10} {'ᾱ(T)':>10} {'SNR<1 from t/T':>15}")
+    for name, a1, a2, a3, a4, half in rows:
+        print(f"{name:<10} {a1:>10.4f} {a2:>10.4f} {a3:>10.4f} {a4:>10.2e} {half:>15.3f}")
+    if a.plot:
+        from .. import plotting
+        if not a.plot.endswith(".png"):
+            raise _error(f"--plot file {a.plot!r} must end in .png.")
+        plotting.plot_schedules(curves, a.plot)
+        print(f"wrote {a.plot}")
+
+
+def _cmd_demo(a) -> None:
+    from .demo import run_demo
+    run_demo(a.out, quick=a.quick)
+
+
+def _error(message: str):
+    from ..errors import DifflabError
+    return DifflabError(message)
+
+
+COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ..errors import DifflabError
+
+    try:
+        COMMANDS[args.command](args)
+    except DifflabError as e:
+        print(f"difflab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"difflab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

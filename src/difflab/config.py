@@ -1,0 +1,184 @@
+"""Run configurations: presets, YAML/TOML files, and their validation.
+
+A config is a nested dict with the sections ``data``, ``model``, ``diffusion``, ``train`` and
+``sample``, plus ``seed``. A file may start from a preset (``preset: digits``) and override any
+key; every key is checked, and an unknown one is named in the error. The resolved config is
+saved as ``config.json`` in the run directory, so a run is reproducible from it alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from .errors import DifflabError
+
+SECTIONS: dict[str, dict] = {
+    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None},
+    "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps", "schedule_params": {}},
+    "train": {
+        "steps": 2000, "batch_size": 128, "lr": 2e-4, "weight_decay": 0.0, "warmup": 100,
+        "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 50, "sample_every": 0,
+        "save_every": 1000, "keep": 2, "num_samples": 64,
+    },
+    "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip": True},
+}
+
+
+def _toy(name: str) -> dict:
+    return {
+        "data": {"name": name},
+        "model": {"type": "mlp", "dim": 2, "hidden": 256, "depth": 3, "time_dim": 64},
+        "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps"},
+        "train": {"steps": 6000, "batch_size": 512, "lr": 1e-3, "warmup": 200, "ema_decay": 0.995,
+                  "log_every": 100, "sample_every": 2000, "save_every": 2000, "num_samples": 2000},
+        "sample": {"sampler": "ddim", "steps": 50, "clip": False},
+    }
+
+
+def _mnist_like(name: str) -> dict:
+    return {
+        "data": {"name": name},
+        "model": {"type": "unet", "in_channels": 1, "image_size": 28, "base_channels": 32,
+                  "channel_mult": [1, 2, 2], "num_res_blocks": 1, "attention_resolutions": [7],
+                  "dropout": 0.1},
+        "diffusion": {"schedule": "cosine", "T": 1000, "parameterization": "eps"},
+        "train": {"steps": 20000, "batch_size": 64, "lr": 5e-4, "warmup": 500, "ema_decay": 0.999,
+                  "log_every": 100, "sample_every": 2000, "save_every": 2000, "num_samples": 64},
+        "sample": {"sampler": "ddim", "steps": 50, "clip": True},
+    }
+
+
+PRESETS: dict[str, dict] = {
+    **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
+    "digits": {
+        "data": {"name": "digits"},
+        "model": {"type": "unet", "in_channels": 1, "image_size": 8, "base_channels": 64,
+                  "channel_mult": [1, 2], "num_res_blocks": 2, "attention_resolutions": [4],
+                  "dropout": 0.1},
+        "diffusion": {"schedule": "cosine", "T": 1000, "parameterization": "eps"},
+        "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "warmup": 200, "ema_decay": 0.998,
+                  "log_every": 100, "sample_every": 1000, "save_every": 1000, "num_samples": 64},
+        "sample": {"sampler": "ddim", "steps": 50, "clip": True},
+    },
+    "mnist": _mnist_like("mnist"),
+    "fashion-mnist": _mnist_like("fashion-mnist"),
+}
+
+
+def _merge(base: dict, override: dict, where: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "schedule_params":
+            out[key] = _merge(out[key], value, f"{where}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validate(config: dict) -> dict:
+    """Fill defaults and check every key; return the complete config."""
+    if not isinstance(config, dict):
+        raise DifflabError("a config must be a mapping of sections (data, model, diffusion, train, sample).")
+    known = set(SECTIONS) | {"model", "seed", "preset", "normalization"}
+    for key in config:
+        if key not in known:
+            raise DifflabError(f"unknown config key {key!r}; expected one of {', '.join(sorted(known))}.")
+    out = {}
+    for section, defaults in SECTIONS.items():
+        given = config.get(section, {}) or {}
+        if not isinstance(given, dict):
+            raise DifflabError(f"config section {section!r} must be a mapping, got {type(given).__name__}.")
+        for key in given:
+            if key not in defaults:
+                raise DifflabError(f"unknown config key '{section}.{key}'; expected one of {', '.join(defaults)}.")
+        out[section] = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    if "model" not in config or not isinstance(config["model"], dict):
+        raise DifflabError("the config needs a 'model' section with a 'type' (mlp or unet).")
+    from .models import build_model, complete_config
+
+    out["model"] = complete_config(config["model"])
+    build_model(out["model"])  # raises on a bad value
+    out["seed"] = config.get("seed", 0)
+    if config.get("normalization") is not None:
+        out["normalization"] = config["normalization"]
+    if out["data"]["name"] is None:
+        raise DifflabError("the config needs 'data.name' (a dataset such as 8gaussians, digits or mnist).")
+    _check_numbers(out)
+    return out
+
+
+def _check_numbers(cfg: dict) -> None:
+    tr = cfg["train"]
+    for key in ("steps", "batch_size", "log_every", "keep", "num_samples"):
+        if not isinstance(tr[key], int) or isinstance(tr[key], bool) or tr[key] < 1:
+            raise DifflabError(f"train.{key} must be a positive integer, got {tr[key]!r}.")
+    for key in ("warmup", "sample_every", "save_every"):
+        if not isinstance(tr[key], int) or isinstance(tr[key], bool) or tr[key] < 0:
+            raise DifflabError(f"train.{key} must be an integer >= 0, got {tr[key]!r}.")
+    if not (isinstance(tr["lr"], (int, float)) and tr["lr"] > 0):
+        raise DifflabError(f"train.lr must be a positive number, got {tr['lr']!r}.")
+    if not (isinstance(tr["ema_decay"], (int, float)) and 0 <= tr["ema_decay"] < 1):
+        raise DifflabError(f"train.ema_decay must be in [0, 1), got {tr['ema_decay']!r}.")
+    if not (isinstance(tr["grad_clip"], (int, float)) and tr["grad_clip"] >= 0):
+        raise DifflabError(f"train.grad_clip must be a number >= 0 (0 turns clipping off), got {tr['grad_clip']!r}.")
+    if not (isinstance(seed := cfg["seed"], int) and not isinstance(seed, bool) and seed >= 0):
+        raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
+    from . import process, schedules
+    from .samplers import get as get_sampler
+    from .samplers.timesteps import check_steps
+
+    diff = cfg["diffusion"]
+    schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
+    process.check_parameterization(diff["parameterization"])
+    get_sampler(cfg["sample"]["sampler"])
+    check_steps(cfg["sample"]["steps"], diff["T"])
+
+
+def load_file(path: str | Path) -> dict:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) or JSON config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DifflabError(f"config file {str(path)!r} does not exist.")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise DifflabError(f"config file {str(path)!r} must end in .yaml, .yml, .toml or .json.")
+    except DifflabError:
+        raise
+    except Exception as e:  # parser errors of yaml / tomllib / json
+        raise DifflabError(f"config file {str(path)!r} could not be parsed: {str(e).splitlines()[0]}.") from None
+    if not isinstance(data, dict):
+        raise DifflabError(f"config file {str(path)!r} must hold a mapping of sections.")
+    return data
+
+
+def resolve(spec: str | dict) -> dict:
+    """A preset name, a config file path, or a dict -> a complete, validated config."""
+    if isinstance(spec, dict):
+        data = spec
+    elif spec in PRESETS:
+        data = {"preset": spec}
+    elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
+        data = load_file(spec)
+    else:
+        raise DifflabError(f"unknown preset {spec!r}; expected one of {', '.join(PRESETS)}, or a .yaml/.toml config file.")
+    preset = data.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise DifflabError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
+        base = PRESETS[preset]
+        override = {k: v for k, v in data.items() if k != "preset"}
+        if "model" in override and override["model"].get("type", base["model"]["type"]) != base["model"]["type"]:
+            base = {k: v for k, v in base.items() if k != "model"}
+        data = _merge(base, override)
+    return validate(data)

@@ -1,0 +1,62 @@
+"""The denoiser protocol: the one interface every sampler sees.
+
+A denoiser answers "given x_t at timestep t, what are ε̂ and x̂_0?". A trained network in any
+parameterization, a guided wrapper, or an exact oracle all look the same to a sampler, so no
+sampler holds per-model code. A denoiser exposes the :class:`~difflab.schedules.Schedule` it was
+trained on, so samplers can read ᾱ_t without being told twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from . import process
+from .schedules import Schedule
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Prediction:
+    """What a denoiser predicts at (x_t, t): the noise ε̂ and the clean sample x̂_0."""
+
+    eps: Tensor
+    x0: Tensor
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    schedule: Schedule
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Prediction: ...
+
+
+class ModelDenoiser:
+    """Wrap a network ``model(x_t, t) -> output`` trained with the given parameterization.
+
+    ``clip_x0``: optional (low, high) range; x̂_0 is clamped into it and ε̂ recomputed from the
+    clamped x̂_0, so both stay consistent (the "clipped" sampling of the DDPM and DDIM code).
+    """
+
+    def __init__(self, model: torch.nn.Module, schedule: Schedule, parameterization: str = "eps",
+                 clip_x0: tuple[float, float] | None = None):
+        process.check_parameterization(parameterization)
+        self.model = model
+        self.schedule = schedule
+        self.parameterization = parameterization
+        self.clip_x0 = clip_x0
+
+    @torch.no_grad()
+    def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        output = self.model(x_t, t.to(torch.float32))
+        eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(*self.clip_x0)
+            eps = process.x0_to_eps(self.schedule, x_t, t, x0)
+        return Prediction(eps=eps, x0=x0)

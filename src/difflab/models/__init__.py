@@ -1,0 +1,73 @@
+"""The networks: MLP for 2-D toys and the DDPM U-Net, built from a JSON-able config.
+
+``build_model({"type": "unet", "image_size": 8, ...})`` returns the network; missing options
+take the values in :data:`MODEL_DEFAULTS`, and :func:`complete_config` returns the full config
+(to save as ``config.json`` beside the weights).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from difflab.errors import DifflabError
+from difflab.models.embedding import timestep_embedding
+from difflab.models.mlp import MLP
+from difflab.models.unet import UNet
+
+__all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "timestep_embedding"]
+
+_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+
+#: Model type -> its default keyword arguments (JSON-friendly: lists, not tuples).
+MODEL_DEFAULTS: dict[str, dict] = {
+    "mlp": {"dim": 2, "hidden": 256, "depth": 3, "time_dim": 64},
+    "unet": {
+        "in_channels": 1,
+        "out_channels": None,
+        "image_size": 28,
+        "base_channels": 64,
+        "channel_mult": [1, 2, 2],
+        "num_res_blocks": 2,
+        "attention_resolutions": [14],
+        "dropout": 0.1,
+        "num_heads": 1,
+        "groups": 32,
+    },
+}
+
+
+def complete_config(config: dict) -> dict:
+    """Return ``config`` with every option of its type filled in from :data:`MODEL_DEFAULTS`.
+
+    Raises DifflabError for a missing or unknown ``type`` or an unknown option.
+    """
+    if not isinstance(config, dict):
+        raise DifflabError(f"Model config must be a dict, got {type(config).__name__}.")
+    kind = config.get("type")
+    if kind not in MODEL_DEFAULTS:
+        raise DifflabError(
+            f"Model config key 'type' = {kind!r} is unknown; valid types are {sorted(MODEL_DEFAULTS)}."
+        )
+    defaults = MODEL_DEFAULTS[kind]
+    for key in config:
+        if key != "type" and key not in defaults:
+            raise DifflabError(
+                f"Model config key '{key}' is not an option of type '{kind}'; valid keys are "
+                f"{['type', *defaults]}."
+            )
+    full = {"type": kind, **copy.deepcopy(defaults)}
+    full.update({k: copy.deepcopy(v) for k, v in config.items() if k != "type"})
+    return full
+
+
+def build_model(config: dict) -> nn.Module:
+    """Build an MLP (``{"type": "mlp", ...}``) or U-Net (``{"type": "unet", ...}``) from a config.
+
+    Options not given take :data:`MODEL_DEFAULTS`. Unknown types or keys and bad values raise
+    DifflabError naming the key.
+    """
+    full = complete_config(config)
+    kind = full.pop("type")
+    return _CLASSES[kind](**full)

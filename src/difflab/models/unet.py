@@ -1,0 +1,322 @@
+"""The DDPM U-Net (Ho et al. 2020, Appendix B; a PixelCNN++-style Wide-ResNet backbone).
+
+Layout, for ``channel_mult = (m_0, ..., m_{L-1})`` and ``C = base_channels``:
+
+* time embedding: sinusoids of width ``C`` -> Linear(C, 4C) -> SiLU -> Linear(4C, 4C);
+* ``conv_in``: conv3x3 to ``C`` channels;
+* down path: at level ``l`` (spatial size ``image_size / 2**l``), ``num_res_blocks`` ResBlocks to
+  ``m_l * C`` channels, each followed by self-attention when the level's size is listed in
+  ``attention_resolutions``; then (except at the last level) a stride-2 conv3x3. Every
+  ResBlock(+attention) output and every downsample output is kept as a skip, plus the output
+  of ``conv_in``;
+* middle: ResBlock, attention, ResBlock;
+* up path: levels in reverse, ``num_res_blocks + 1`` ResBlocks per level, each taking the
+  concatenation ``[h, skip]`` of the current features and the most recent unused skip, each
+  optionally followed by attention; then (except at level 0) nearest x2 upsampling + conv3x3;
+* out: GroupNorm -> SiLU -> conv3x3 to ``out_channels``.
+
+As in DDPM, the last conv of every ResBlock, the output projection of every attention block
+and the output conv are zero-initialised, so an untrained network outputs exactly zero and
+every block starts as the identity (or its skip projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from difflab.errors import DifflabError
+from difflab.models.embedding import expand_timesteps, timestep_embedding
+
+__all__ = ["UNet", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
+
+
+def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(groups, channels), channels, eps=1e-6)
+
+
+def _zero_(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """Wide-ResNet block with additive timestep conditioning (DDPM ``resnet_block``).
+
+    ``GN -> SiLU -> conv3x3``, add ``Linear(SiLU(temb))`` per channel,
+    ``GN -> SiLU -> dropout -> conv3x3`` (zero-init), plus the input (1x1 conv when the
+    channel count changes).
+
+    ``forward(x, emb)`` expects ``emb`` already passed through SiLU (the U-Net applies it once
+    for all blocks).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, emb_channels: int, dropout: float, groups: int):
+        super().__init__()
+        self.norm1 = _group_norm(in_channels, groups)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.emb_proj = nn.Linear(emb_channels, out_channels)
+        self.norm2 = _group_norm(out_channels, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero_(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb_proj(emb)[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return (x if self.skip is None else self.skip(x)) + h
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over spatial positions, with a residual connection.
+
+    ``GN``, then q, k, v by one 1x1 projection (a Linear over channels), scaled dot-product
+    attention per head (``torch.nn.functional.scaled_dot_product_attention``, scale
+    ``1/sqrt(head_dim)``), output 1x1 projection (zero-init), added to the input.
+    """
+
+    def __init__(self, channels: int, num_heads: int, groups: int):
+        super().__init__()
+        if channels % num_heads:
+            raise DifflabError(
+                f"UNet option 'num_heads' = {num_heads} must divide the attention channels {channels}."
+            )
+        self.channels = channels
+        self.num_heads = num_heads
+        self.norm = _group_norm(channels, groups)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj_out = _zero_(nn.Linear(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, hgt, wid = x.shape
+        n, d = self.num_heads, c // self.num_heads
+        seq = self.norm(x).reshape(b, c, hgt * wid).transpose(1, 2)  # (B, L, C)
+        qkv = self.qkv(seq).reshape(b, hgt * wid, 3, n, d).permute(2, 0, 3, 1, 4)  # (3, B, n, L, d)
+        a = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, n, L, d)
+        a = self.proj_out(a.transpose(1, 2).reshape(b, hgt * wid, c))  # (B, L, C)
+        return x + a.transpose(1, 2).reshape(b, c, hgt, wid)
+
+
+class Downsample(nn.Module):
+    """Stride-2 conv3x3 (halves the spatial size)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 upsampling followed by conv3x3."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class _Stage(nn.Module):
+    """ResBlock, then optional attention, then optional upsampling."""
+
+    def __init__(self, res: ResBlock, attn: AttentionBlock | None = None, up: Upsample | None = None):
+        super().__init__()
+        self.res = res
+        self.attn = attn
+        self.up = up
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.res(x, emb)
+        if self.attn is not None:
+            h = self.attn(h)
+        if self.up is not None:
+            h = self.up(h)
+        return h
+
+
+def _fail(name: str, value, expected: str) -> DifflabError:
+    return DifflabError(f"UNet option '{name}' = {value!r} is invalid: expected {expected}.")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class UNet(nn.Module):
+    """The DDPM U-Net: maps ``x`` of shape ``(B, in_channels, H, W)`` and times ``t`` of shape
+    ``(B,)`` (or a scalar) to ``(B, out_channels, H, W)``.
+
+    ``H`` and ``W`` are normally ``image_size``; other sizes divisible by
+    ``2**(len(channel_mult)-1)`` also run (attention stays at the levels chosen for
+    ``image_size``). Bad options raise :class:`difflab.errors.DifflabError` naming the option.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        image_size: int = 28,
+        base_channels: int = 64,
+        channel_mult: Sequence[int] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_resolutions: Sequence[int] = (14,),
+        dropout: float = 0.1,
+        num_heads: int = 1,
+        groups: int = 32,
+    ):
+        super().__init__()
+        for name, value, lo in (
+            ("in_channels", in_channels, 1),
+            ("image_size", image_size, 1),
+            ("base_channels", base_channels, 1),
+            ("num_res_blocks", num_res_blocks, 1),
+            ("num_heads", num_heads, 1),
+            ("groups", groups, 1),
+        ):
+            if not _is_int(value) or value < lo:
+                raise _fail(name, value, f"an integer >= {lo}")
+        if out_channels is None:
+            out_channels = in_channels
+        if not _is_int(out_channels) or out_channels < 1:
+            raise _fail("out_channels", out_channels, "an integer >= 1 or None")
+        if isinstance(channel_mult, (str, bytes)) or not isinstance(channel_mult, Sequence):
+            raise _fail("channel_mult", channel_mult, "a non-empty list of positive integers")
+        channel_mult = tuple(channel_mult)
+        if not channel_mult or not all(_is_int(m) and m >= 1 for m in channel_mult):
+            raise _fail("channel_mult", list(channel_mult), "a non-empty list of positive integers")
+        if isinstance(attention_resolutions, (str, bytes)) or not isinstance(attention_resolutions, Sequence):
+            raise _fail("attention_resolutions", attention_resolutions, "a list of integers")
+        attention_resolutions = tuple(attention_resolutions)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise _fail("dropout", dropout, "a number in [0, 1)")
+        factor = 2 ** (len(channel_mult) - 1)
+        if image_size % factor:
+            raise _fail(
+                "image_size", image_size,
+                f"a multiple of 2**(len(channel_mult)-1) = {factor} so that every level halves exactly",
+            )
+        resolutions = [image_size // 2**lvl for lvl in range(len(channel_mult))]
+        for r in attention_resolutions:
+            if r not in resolutions:
+                raise _fail(
+                    "attention_resolutions", list(attention_resolutions),
+                    f"sizes among the resolutions the network visits {resolutions}",
+                )
+
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "image_size": image_size,
+            "base_channels": base_channels,
+            "channel_mult": list(channel_mult),
+            "num_res_blocks": num_res_blocks,
+            "attention_resolutions": list(attention_resolutions),
+            "dropout": float(dropout),
+            "num_heads": num_heads,
+            "groups": groups,
+        }
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.base_channels = base_channels
+        self._factor = factor
+
+        # Check every GroupNorm width before building anything.
+        norm_widths = self._norm_widths(base_channels, channel_mult, num_res_blocks)
+        for c in norm_widths:
+            g = min(groups, c)
+            if c % g:
+                raise _fail("groups", groups, f"a group count dividing every normalised width (min(groups, {c}) = {g} does not divide {c})")
+        attn_widths = {base_channels * channel_mult[-1]} | {
+            base_channels * m for m, r in zip(channel_mult, resolutions) if r in attention_resolutions
+        }
+        for c in attn_widths:
+            if c % num_heads:
+                raise _fail("num_heads", num_heads, f"a divisor of every attention width (got width {c})")
+
+        emb_ch = 4 * base_channels
+        self.time_embed = nn.Sequential(
+            nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
+        )
+        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+
+        ch = base_channels
+        skip_chs = [ch]
+        self.down = nn.ModuleList()
+        for level, mult in enumerate(channel_mult):
+            res = resolutions[level]
+            for _ in range(num_res_blocks):
+                out = base_channels * mult
+                attn = AttentionBlock(out, num_heads, groups) if res in attention_resolutions else None
+                self.down.append(_Stage(ResBlock(ch, out, emb_ch, dropout, groups), attn))
+                ch = out
+                skip_chs.append(ch)
+            if level != len(channel_mult) - 1:
+                self.down.append(Downsample(ch))
+                skip_chs.append(ch)
+
+        self.mid = _Stage(ResBlock(ch, ch, emb_ch, dropout, groups), AttentionBlock(ch, num_heads, groups))
+        self.mid2 = ResBlock(ch, ch, emb_ch, dropout, groups)
+
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(channel_mult))):
+            res = resolutions[level]
+            for i in range(num_res_blocks + 1):
+                out = base_channels * channel_mult[level]
+                attn = AttentionBlock(out, num_heads, groups) if res in attention_resolutions else None
+                up = Upsample(out) if (level != 0 and i == num_res_blocks) else None
+                self.up.append(_Stage(ResBlock(ch + skip_chs.pop(), out, emb_ch, dropout, groups), attn, up))
+                ch = out
+        assert not skip_chs
+
+        self.norm_out = _group_norm(ch, groups)
+        self.conv_out = _zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
+
+    @staticmethod
+    def _norm_widths(base: int, mult: tuple[int, ...], nres: int) -> set[int]:
+        """Every channel count that a GroupNorm in the network will see."""
+        widths: set[int] = set()
+        ch = base
+        skips = [ch]
+        for level, m in enumerate(mult):
+            for _ in range(nres):
+                widths |= {ch, base * m}
+                ch = base * m
+                skips.append(ch)
+            if level != len(mult) - 1:
+                skips.append(ch)
+        for level in reversed(range(len(mult))):
+            for _ in range(nres + 1):
+                widths |= {ch + skips.pop(), base * mult[level]}
+                ch = base * mult[level]
+        return widths
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise DifflabError(
+                f"UNet input x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}."
+            )
+        if x.shape[2] % self._factor or x.shape[3] % self._factor:
+            raise DifflabError(
+                f"UNet input height and width must be multiples of {self._factor}, got {tuple(x.shape[2:])}."
+            )
+        t = expand_timesteps(t, x.shape[0], x.device)
+        emb = timestep_embedding(t, self.base_channels).to(x.dtype)
+        emb = F.silu(self.time_embed(emb))  # every ResBlock starts its projection with SiLU
+
+        h = self.conv_in(x)
+        hs = [h]
+        for block in self.down:
+            h = block(h, emb)
+            hs.append(h)
+        h = self.mid2(self.mid(h, emb), emb)
+        for block in self.up:
+            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+        return self.conv_out(F.silu(self.norm_out(h)))

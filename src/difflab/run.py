@@ -1,0 +1,154 @@
+"""A trained run as a Python object: ``run = difflab.load(RUN_DIR)``; ``run.sample(...)``.
+
+Samples come back in the data's own coordinates: toys in their raw coordinates, images as pixels
+in [0, 1]. The model works in normalised coordinates (toys centred and scaled to unit standard
+deviation, images mapped to [−1, 1]); the map between the two is stored in the run's
+``config.json`` under ``normalization``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import DifflabError
+
+
+@dataclass
+class Normalization:
+    """model = (data − shift) / scale, per feature (toys) or for every pixel (images)."""
+
+    kind: str            # "toy" or "image"
+    shape: tuple         # per-example shape, (2,) or (C, H, W)
+    shift: list          # one value per feature for toys, [0.5] for images
+    scale: float
+
+    @classmethod
+    def fit(cls, kind: str, data: torch.Tensor) -> "Normalization":
+        shape = tuple(data.shape[1:])
+        if kind == "image":
+            return cls(kind, shape, [0.5], 0.5)
+        shift = data.double().mean(0)
+        scale = float((data.double() - shift).std(0).mean())
+        return cls(kind, shape, shift.tolist(), scale)
+
+    def _shift(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.tensor(self.shift, dtype=x.dtype, device=x.device)
+        return s.reshape(-1, *([1] * (x.ndim - 2))) if self.kind == "image" else s
+
+    def to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._shift(x)) / self.scale
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.scale + self._shift(x)
+        return x.clamp(0, 1) if self.kind == "image" else x
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "shape": list(self.shape), "shift": list(self.shift), "scale": self.scale}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Normalization":
+        return cls(cfg["kind"], tuple(cfg["shape"]), list(cfg["shift"]), float(cfg["scale"]))
+
+
+def build_denoiser(model: torch.nn.Module, config: dict):
+    """The :class:`~difflab.denoiser.ModelDenoiser` a run's config describes."""
+    from . import schedules
+    from .denoiser import ModelDenoiser
+
+    diff = config["diffusion"]
+    schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
+    clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
+    return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip)
+
+
+class Run:
+    """A trained model with its schedule, config and normalisation (EMA weights by default)."""
+
+    def __init__(self, path: Path, config: dict, model: torch.nn.Module, step: int):
+        self.path = path
+        self.config = config
+        self.model = model.eval()
+        self.step = step
+        self.normalization = Normalization.from_config(config["normalization"])
+        self.denoiser = build_denoiser(self.model, config)
+        self.schedule = self.denoiser.schedule
+
+    @property
+    def kind(self) -> str:
+        return self.normalization.kind
+
+    @property
+    def shape(self) -> tuple:
+        return self.normalization.shape
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, data={self.config['data']['name']!r}, step={self.step})"
+
+    def sample(self, num: int, sampler: str | None = None, steps: int | None = None, generator=None,
+               x_T: torch.Tensor | None = None, progress: bool = False, callback=None, **options) -> torch.Tensor:
+        """``num`` samples in data coordinates; defaults come from the config's ``sample`` section."""
+        from .samplers import sample as sample_denoiser
+
+        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+            raise DifflabError(f"the number of samples must be a positive integer, got {num!r}.")
+        defaults = self.config["sample"]
+        sampler = sampler or defaults["sampler"]
+        if sampler == "ddim" and "eta" not in options:
+            options["eta"] = defaults["eta"]
+        device = next(self.model.parameters()).device
+        x = sample_denoiser(self.denoiser, (num, *self.shape), sampler=sampler, steps=steps or defaults["steps"],
+                            generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
+        return self.normalization.to_data(x)
+
+
+def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:
+    """Load the newest valid checkpoint of a run directory (``weights``: "ema" or "model")."""
+    from .models import build_model
+    from .training import checkpoint
+
+    run_dir = Path(run_dir)
+    if weights not in ("ema", "model"):
+        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
+    cfg_path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise DifflabError(f"run directory {str(run_dir)!r} does not exist.")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).") from None
+    except json.JSONDecodeError:
+        raise DifflabError(f"config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+    ckpt = checkpoint.latest_valid(run_dir)
+    model = build_model(config["model"])
+    state = checkpoint.load_tensors(ckpt, weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DifflabError(f"weights in {str(ckpt)!r} do not match the model in config.json ({str(e).splitlines()[0]}).") from None
+    step = json.loads((ckpt / "state.json").read_text())["step"]
+    return Run(run_dir, config, model.to(device), step)
+
+
+def save_samples(samples: torch.Tensor, path: str | Path, kind: str, reference: torch.Tensor | None = None) -> Path:
+    """Write samples (data coordinates): ``.npz`` gets the array ``samples``; ``.png`` a grid (images)
+    or a scatter plot (toys)."""
+    import numpy as np
+
+    from .io import atomic_path
+
+    path = Path(path)
+    if path.suffix == ".npz":
+        with atomic_path(path) as tmp:
+            np.savez(tmp, samples=samples.detach().cpu().numpy().astype(np.float32))
+        return path
+    if path.suffix == ".png":
+        from . import plotting
+
+        if kind == "image":
+            return plotting.save_image_grid(samples, path)
+        return plotting.save_scatter(samples, path, reference=reference)
+    raise DifflabError(f"output file {str(path)!r} must end in .png or .npz.")

@@ -1,0 +1,133 @@
+"""Checkpoints: safetensors weights plus a JSON state, written atomically, verified by checksum.
+
+A checkpoint is a directory ``ckpt-<step>`` inside the run directory holding
+``model.safetensors`` (raw weights), ``ema.safetensors`` (EMA weights, used for sampling),
+``trainer.safetensors`` (optimizer moments, data order, RNG states) and ``state.json`` (step,
+optimizer hyper-parameters, and the SHA-256 of each file). It is written into a temporary
+directory, every file fsync'ed, then renamed into place, so a crash leaves either the old set of
+checkpoints or the new one, never a half-written one. The last ``keep`` checkpoints are kept.
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..errors import DifflabError
+from ..io import _fsync_dir
+
+PREFIX = "ckpt-"
+FILES = ("model.safetensors", "ema.safetensors", "trainer.safetensors")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save(run_dir: str | Path, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict, keep: int = 2) -> Path:
+    """Write checkpoint ``step``: ``tensors`` maps each of model/ema/trainer to a flat tensor dict."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / f"{PREFIX}{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=run_dir))
+    try:
+        checksums = {}
+        for name in FILES:
+            key = name.split(".")[0]
+            path = tmp / name
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors[key].items()}, str(path))
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+            checksums[name] = _sha256(path)
+        with open(tmp / "state.json", "w") as f:
+            json.dump({**state, "step": step, "sha256": checksums}, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step: move the old one aside first
+            trash = Path(tempfile.mkdtemp(prefix=".trash.", dir=run_dir))
+            os.replace(final, trash / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Checkpoint directories of a run, oldest first (temporary ones are ignored)."""
+    run_dir = Path(run_dir)
+    found = [p for p in run_dir.glob(f"{PREFIX}*") if p.is_dir() and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def verify(ckpt: str | Path) -> dict:
+    """Check every file of a checkpoint against its recorded checksum; return its state."""
+    ckpt = Path(ckpt)
+    state_path = ckpt / "state.json"
+    try:
+        state = json.loads(state_path.read_text())
+        checksums = state["sha256"]
+    except FileNotFoundError:
+        raise DifflabError(f"checkpoint {str(ckpt)!r} has no state.json; it is incomplete.") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DifflabError(f"checkpoint file {str(state_path)!r} is corrupt (not the JSON difflab writes).") from None
+    for name in FILES:
+        path = ckpt / name
+        if not path.is_file():
+            raise DifflabError(f"checkpoint file {str(path)!r} is missing.")
+        if _sha256(path) != checksums.get(name):
+            raise DifflabError(f"checkpoint file {str(path)!r} is truncated or corrupt (checksum mismatch).")
+    return state
+
+
+def latest_valid(run_dir: str | Path) -> Path:
+    """The newest checkpoint that verifies; older ones are tried with a warning for each bad one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DifflabError(f"run directory {str(run_dir)!r} does not exist.")
+    candidates = list_checkpoints(run_dir)
+    if not candidates:
+        raise DifflabError(f"run directory {str(run_dir)!r} holds no checkpoint (no {PREFIX}* directory).")
+    errors = []
+    for ckpt in reversed(candidates):
+        try:
+            verify(ckpt)
+        except DifflabError as e:
+            errors.append(str(e))
+            warnings.warn(f"{e} Falling back to an older checkpoint.", stacklevel=2)
+            continue
+        return ckpt
+    raise DifflabError(f"no valid checkpoint in {str(run_dir)!r}: {errors[0]}")
+
+
+def load_tensors(ckpt: str | Path, name: str) -> dict[str, torch.Tensor]:
+    """Read ``<name>.safetensors`` of a checkpoint (model, ema or trainer)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(ckpt) / f"{name}.safetensors"
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DifflabError(f"checkpoint file {str(path)!r} could not be read ({e}).") from None
