@@ -96,11 +96,11 @@ class Run:
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
             raise DifflabError(f"the number of samples must be a positive integer, got {num!r}.")
         defaults = self.config["sample"]
-        sampler = sampler or defaults["sampler"]
+        sampler = defaults["sampler"] if sampler is None else sampler
         if sampler == "ddim" and "eta" not in options:
             options["eta"] = defaults["eta"]
         device = next(self.model.parameters()).device
-        x = sample_denoiser(self.denoiser, (num, *self.shape), sampler=sampler, steps=steps or defaults["steps"],
+        x = sample_denoiser(self.denoiser, (num, *self.shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
                             generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
         return self.normalization.to_data(x)
 

@@ -158,6 +158,9 @@ def get(name: str = "linear", T: int = 1000, **params) -> Schedule:
         betas = BETA_SCHEDULES[name](T, **params)
     except TypeError as e:
         raise DifflabError(f"bad parameters {sorted(params)} for schedule {name!r}: {e}.") from None
+    if not torch.all((betas > 0) & (betas < 1)):
+        raise DifflabError(f"schedule {name!r} with T = {T} gives betas outside (0, 1) (largest {betas.max().item():.3g}); "
+                           "use a larger T or other parameters.")
     return Schedule(betas, name=name, params=params)
 
 

@@ -98,7 +98,7 @@ def _cmd_sample(a) -> None:
                                  spacing=a.spacing, **options))
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
-    print(f"wrote {a.num} samples ({sampler}, {a.steps or run.config['sample']['steps']} steps) to {a.out}")
+    print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
 
 
 def _cmd_schedules(a) -> None:
@@ -137,7 +137,11 @@ COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "sche
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import warnings
+
     from ..errors import DifflabError
+
+    warnings.showwarning = lambda message, category, *rest, **kw: print(f"difflab: warning: {message}", file=sys.stderr)
 
     try:
         COMMANDS[args.command](args)

@@ -67,9 +67,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     t = t.to(dtype)
     half = dim // 2
-    freqs = torch.exp(
-        torch.arange(half, device=t.device, dtype=dtype) * (-math.log(max_period) / half)
-    ) if half > 0 else torch.zeros(0, device=t.device, dtype=dtype)
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=dtype) * (-math.log(max_period) / max(half, 1)))
     args = t.unsqueeze(-1) * freqs
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:

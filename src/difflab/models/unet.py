@@ -35,7 +35,14 @@ __all__ = ["UNet", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
 
 
 def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(groups, channels), channels, eps=1e-6)
+    """GroupNorm over ``channels`` with ``min(groups, channels)`` groups (which must divide it)."""
+    g = min(groups, channels)
+    if channels % g:
+        raise DifflabError(
+            f"UNet option 'groups' = {groups} is invalid: min(groups, {channels}) = {g} must divide "
+            f"every normalised channel count, including {channels}."
+        )
+    return nn.GroupNorm(g, channels, eps=1e-6)
 
 
 def _zero_(module: nn.Module) -> nn.Module:
@@ -228,19 +235,6 @@ class UNet(nn.Module):
         self.base_channels = base_channels
         self._factor = factor
 
-        # Check every GroupNorm width before building anything.
-        norm_widths = self._norm_widths(base_channels, channel_mult, num_res_blocks)
-        for c in norm_widths:
-            g = min(groups, c)
-            if c % g:
-                raise _fail("groups", groups, f"a group count dividing every normalised width (min(groups, {c}) = {g} does not divide {c})")
-        attn_widths = {base_channels * channel_mult[-1]} | {
-            base_channels * m for m, r in zip(channel_mult, resolutions) if r in attention_resolutions
-        }
-        for c in attn_widths:
-            if c % num_heads:
-                raise _fail("num_heads", num_heads, f"a divisor of every attention width (got width {c})")
-
         emb_ch = 4 * base_channels
         self.time_embed = nn.Sequential(
             nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
@@ -278,25 +272,6 @@ class UNet(nn.Module):
 
         self.norm_out = _group_norm(ch, groups)
         self.conv_out = _zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
-
-    @staticmethod
-    def _norm_widths(base: int, mult: tuple[int, ...], nres: int) -> set[int]:
-        """Every channel count that a GroupNorm in the network will see."""
-        widths: set[int] = set()
-        ch = base
-        skips = [ch]
-        for level, m in enumerate(mult):
-            for _ in range(nres):
-                widths |= {ch, base * m}
-                ch = base * m
-                skips.append(ch)
-            if level != len(mult) - 1:
-                skips.append(ch)
-        for level in reversed(range(len(mult))):
-            for _ in range(nres + 1):
-                widths |= {ch + skips.pop(), base * mult[level]}
-                ch = base * mult[level]
-        return widths
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+TINY_TOY = """
+preset: 8gaussians
+model: {hidden: 32, depth: 2, time_dim: 16}
+diffusion: {T: 100}
+train: {steps: 40, batch_size: 64, log_every: 10, save_every: 10, sample_every: 0, num_samples: 32, keep: 3}
+sample: {steps: 10}
+data: {num: 2000}
+"""
+
+TINY_DIGITS = """
+preset: digits
+model: {base_channels: 16, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [4], groups: 8}
+diffusion: {T: 100}
+train: {steps: 6, batch_size: 16, log_every: 2, save_every: 3, sample_every: 3, num_samples: 4}
+sample: {steps: 5}
+data: {num: 64}
+"""
+
+
+@pytest.fixture
+def tiny_toy_config(tmp_path):
+    path = tmp_path / "tiny_toy.yaml"
+    path.write_text(TINY_TOY)
+    return path
+
+
+@pytest.fixture
+def tiny_digits_config(tmp_path):
+    path = tmp_path / "tiny_digits.yaml"
+    path.write_text(TINY_DIGITS)
+    return path

@@ -1,0 +1,107 @@
+"""The command line: the contract of issue #2, and one clear sentence with exit status 2 for bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from difflab.cli.main import main
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def toy_run(tiny_toy_config, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", tiny_toy_config, "--out", out, "--no-progress")
+    assert code == 0, err
+    return out
+
+
+def test_train_and_sample_outputs(toy_run, tmp_path, capsys):
+    npz = tmp_path / "s.npz"
+    code, out, err = run_cli(capsys, "sample", toy_run, "--sampler", "ddim", "--steps", 10, "--num", 50, "--out", npz, "--no-progress")
+    assert code == 0, err
+    samples = np.load(npz)["samples"]
+    assert samples.shape == (50, 2) and samples.dtype == np.float32
+    # sample i depends on (seed, i) alone: a smaller --num and --batch-size give the same first rows
+    npz2 = tmp_path / "s2.npz"
+    run_cli(capsys, "sample", toy_run, "--sampler", "ddim", "--steps", 10, "--num", 7, "--batch-size", 3, "--out", npz2, "--no-progress")
+    np.testing.assert_allclose(np.load(npz2)["samples"], samples[:7], rtol=1e-5, atol=1e-5)
+    png = tmp_path / "s.png"
+    code, _, err = run_cli(capsys, "sample", toy_run, "--sampler", "ddpm", "--steps", 20, "--num", 30, "--out", png, "--no-progress")
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--steps", "0"], "steps must be an integer from 1 to T = 100"),
+    (["--steps", "101"], "steps must be an integer from 1 to T = 100"),
+    (["--eta", "-1"], "eta must be a number >= 0"),
+    (["--sampler", "magic"], "unknown sampler 'magic'"),
+    (["--sampler", "ddpm", "--eta", "0.5"], "--eta applies to the ddim sampler"),
+    (["--num", "0"], "--num must be a positive integer"),
+])
+def test_sample_bad_input(toy_run, tmp_path, capsys, args, match):
+    target = tmp_path / "bad.npz"
+    code, _, err = run_cli(capsys, "sample", toy_run, "--out", target, "--no-progress", *args)
+    assert code == 2 and match in err and err.count("\n") == 1
+    assert not target.exists()
+
+
+def test_sample_from_missing_or_truncated_checkpoint(toy_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "sample", tmp_path / "nowhere", "--out", tmp_path / "x.npz")
+    assert code == 2 and "does not exist" in err
+    from difflab.training import checkpoint
+    for ckpt in checkpoint.list_checkpoints(toy_run):
+        data = (ckpt / "ema.safetensors").read_bytes()
+        (ckpt / "ema.safetensors").write_bytes(data[: len(data) // 2])
+    code, _, err = run_cli(capsys, "sample", toy_run, "--out", tmp_path / "x.npz")
+    assert code == 2 and "truncated or corrupt" in err and "ema.safetensors" in err
+
+
+@pytest.mark.parametrize("config_text,match", [
+    (None, "unknown preset 'no-such-preset'"),
+    ("preset: 8gaussians\ntrain: {stpes: 5}\n", "unknown config key 'train.stpes'"),
+    ("preset: 8gaussians\nmodel: {widht: 5}\n", "widht"),
+    ("preset: 8gaussians\ndiffusion: {schedule: wobbly}\n", "unknown schedule 'wobbly'"),
+    ("preset: 8gaussians\nsample: {steps: 5000}\n", "steps must be an integer from 1 to T"),
+    ("preset: 8gaussians\ntrain: {batch_size: 0}\n", "train.batch_size must be a positive integer"),
+    ("preset: 8gaussians\ndata: {name: nowhere-data}\n", "nowhere-data"),
+    ("preset: [unclosed\n", "could not be parsed"),
+])
+def test_train_bad_config(tmp_path, capsys, config_text, match):
+    if config_text is None:
+        spec = "no-such-preset"
+    else:
+        spec = tmp_path / "c.yaml"
+        spec.write_text(config_text)
+    code, _, err = run_cli(capsys, "train", spec, "--out", tmp_path / "run", "--no-progress")
+    assert code == 2 and match in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_bad_steps_and_resume(tiny_toy_config, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", tiny_toy_config, "--out", tmp_path / "r", "--steps", "-3", "--no-progress")
+    assert code == 2 and "--steps must be a positive integer" in err
+    code, _, err = run_cli(capsys, "train", tiny_toy_config, "--out", tmp_path / "none", "--resume", "--no-progress")
+    assert code == 2 and "cannot resume" in err
+
+
+def test_schedules_command(tmp_path, capsys):
+    png = tmp_path / "sched.png"
+    code, out, _ = run_cli(capsys, "schedules", "--plot", png)
+    assert code == 0 and png.exists()
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:] if ln.split() and ln.split()[0] in ("linear", "cosine")}
+    assert float(lines["linear"][2]) < 0.1 < float(lines["cosine"][2])  # ᾱ(T/2)
+
+
+def test_module_entry_point_exit_status(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "difflab", "train", "bogus", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown preset 'bogus'" in proc.stderr
+    assert subprocess.run([sys.executable, "-m", "difflab", "--help"], capture_output=True).returncode == 0
