@@ -105,3 +105,21 @@ def test_module_entry_point_exit_status(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown preset 'bogus'" in proc.stderr
     assert subprocess.run([sys.executable, "-m", "difflab", "--help"], capture_output=True).returncode == 0
+
+
+def test_quick_demo_writes_every_picture(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli(capsys, "demo", "--out", out, "--quick")
+    assert code == 0, err
+    expected = ["schedules.png"] + [f"{name}/{pic}" for name in ("swissroll", "digits")
+                                    for pic in ("samples.png", "forward_process.png", "reverse_process.png", "loss.png")]
+    for rel in expected:
+        assert (out / rel).stat().st_size > 1000, rel
+        assert str(out / rel) in stdout
+    assert (out / "digits" / "real.png").exists() and (out / "swissroll" / "reverse_process_x0.png").exists()
+    # a directory that is not a demo directory is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep")
+    code, _, err = run_cli(capsys, "demo", "--out", other, "--quick")
+    assert code == 2 and "not a difflab demo directory" in err and (other / "precious.txt").read_text() == "keep"

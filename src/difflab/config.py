@@ -29,9 +29,9 @@ SECTIONS: dict[str, dict] = {
 def _toy(name: str) -> dict:
     return {
         "data": {"name": name},
-        "model": {"type": "mlp", "dim": 2, "hidden": 256, "depth": 3, "time_dim": 64},
+        "model": {"type": "mlp", "dim": 2, "hidden": 128, "depth": 3, "time_dim": 64},
         "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps"},
-        "train": {"steps": 6000, "batch_size": 512, "lr": 1e-3, "warmup": 200, "ema_decay": 0.995,
+        "train": {"steps": 10000, "batch_size": 512, "lr": 1e-3, "warmup": 200, "ema_decay": 0.995,
                   "log_every": 100, "sample_every": 2000, "save_every": 2000, "num_samples": 2000},
         "sample": {"sampler": "ddim", "steps": 50, "clip": False},
     }
@@ -54,11 +54,11 @@ PRESETS: dict[str, dict] = {
     **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
     "digits": {
         "data": {"name": "digits"},
-        "model": {"type": "unet", "in_channels": 1, "image_size": 8, "base_channels": 64,
-                  "channel_mult": [1, 2], "num_res_blocks": 2, "attention_resolutions": [4],
-                  "dropout": 0.1},
+        "model": {"type": "unet", "in_channels": 1, "image_size": 8, "base_channels": 32,
+                  "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+                  "dropout": 0.0},
         "diffusion": {"schedule": "cosine", "T": 1000, "parameterization": "eps"},
-        "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "warmup": 200, "ema_decay": 0.998,
+        "train": {"steps": 4000, "batch_size": 64, "lr": 1e-3, "warmup": 200, "ema_decay": 0.998,
                   "log_every": 100, "sample_every": 1000, "save_every": 1000, "num_samples": 64},
         "sample": {"sampler": "ddim", "steps": 50, "clip": True},
     },
