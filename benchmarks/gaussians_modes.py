@@ -43,7 +43,7 @@ def main() -> None:
         "Target (issue #2): >= 90% of samples within 0.3 of a centre; every mode 12.5% ± 3% (share of all samples, nearest centre).",
         "A perfect sampler puts 98.9% within 0.3 (3 standard deviations of a 2-D Gaussian).",
         "",
-        "| sampler | steps | within 0.3 | share per mode (k·45°, k = 0..7) | max |share − 1/8| | verdict |",
+        "| sampler | steps | within 0.3 | share per mode (k·45°, k = 0..7) | largest deviation from 1/8 | verdict |",
         "|---|---|---|---|---|---|",
         *rows,
     ])

@@ -59,8 +59,8 @@ def step_pairs(timesteps: Sequence[int], progress: bool = False, desc: str = "sa
     nxt = ts[1:] + [0]
     pairs = list(zip(ts, nxt))
     if progress:
-        from tqdm.auto import tqdm
-        pairs = tqdm(pairs, desc=desc, leave=False, unit="step")
+        from ..progress import progress_bar
+        pairs = progress_bar(pairs, desc=desc, leave=False, unit="step")
     for i, (t, s) in enumerate(pairs):
         yield i, t, s
 

@@ -26,13 +26,13 @@ def ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, c
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "ddpm"):
         pred = denoiser(x, t)
-        tt, ss = torch.full((x.shape[0],), t), torch.full((x.shape[0],), s)
-        mean, posterior_var = process.q_posterior_between(schedule, pred.x0, x, tt, ss)
+        batch = x.shape[0]
+        mean, posterior_var = process.q_posterior_between(schedule, pred.x0, x, torch.full((batch,), t), torch.full((batch,), s))
+        x_next = mean
         if s > 0:
-            var = posterior_var if variance == "beta_tilde" else (1 - schedule.at(schedule.alpha_bar, tt, x) / schedule.at(schedule.alpha_bar, ss, x)).expand_as(x)
+            beta_ts = float(1 - schedule.alpha_bar[t] / schedule.alpha_bar[s])
+            var = posterior_var if variance == "beta_tilde" else torch.full_like(x, beta_ts)
             x_next = mean + var.sqrt() * randn(x.shape, generator, x.device, x.dtype)
-        else:
-            x_next = mean
         if callback is not None:
             callback(i, t, x, pred)
         x = x_next

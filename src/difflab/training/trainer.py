@@ -150,8 +150,8 @@ def train(config: dict, out: str | Path, steps: int | None = None, seed: int | N
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=tr["steps"], initial=start, desc=f"train {config['data']['name']}", unit="step", dynamic_ncols=True)
+        from ..progress import progress_bar
+        bar = progress_bar(total=tr["steps"], initial=start, desc=f"train {config['data']['name']}", unit="step")
     t0, running, count = time.perf_counter(), 0.0, 0
     model.train()
     try:
@@ -177,7 +177,7 @@ def train(config: dict, out: str | Path, steps: int | None = None, seed: int | N
                 csv.flush()
                 running, count = 0.0, 0
                 if bar is not None:
-                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
             if tr["sample_every"] and step % tr["sample_every"] == 0 and step != tr["steps"]:
                 sample_grid(step)
             if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"]:
