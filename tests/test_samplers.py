@@ -109,7 +109,7 @@ def test_spacings():
 @pytest.mark.parametrize("kw,match", [
     ({"steps": 0}, "steps"), ({"steps": 1001}, "steps"), ({"steps": 2.5}, "steps"),
     ({"sampler": "nope"}, "unknown sampler"), ({"eta": -0.1}, "eta"), ({"foo": 1}, "no option 'foo'"),
-    ({"sampler": "ddpm", "variance": "huge"}, "variance"), ({"spacing": "odd"}, "spacing"),
+    ({"sampler": "ddpm", "variance": "huge"}, "variance"), ({"discretization": "odd"}, "discretization"),
 ])
 def test_bad_sampler_arguments(oracle, kw, match):
     args = {"sampler": "ddim", "steps": 10, **kw}

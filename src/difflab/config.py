@@ -127,13 +127,13 @@ def _check_numbers(cfg: dict) -> None:
         raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
     from . import process, schedules
     from .samplers import get as get_sampler
-    from .samplers.timesteps import check_steps
+    from .samplers.discretizations import check_steps
 
     diff = cfg["diffusion"]
     schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     process.check_parameterization(diff["parameterization"])
     get_sampler(cfg["sample"]["sampler"])
-    check_steps(cfg["sample"]["steps"], diff["T"])
+    check_steps(cfg["sample"]["steps"], diff["T"] if diff["schedule"] in schedules.names() else None)
 
 
 def load_file(path: str | Path) -> dict:

@@ -35,7 +35,10 @@ class Denoiser(Protocol):
 
 
 class ModelDenoiser:
-    """Wrap a network ``model(x_t, t) -> output`` trained with the given parameterization.
+    """Wrap a network ``model(x_t, t) -> output`` trained with the given parameterization. The
+    network receives ``schedule.model_time(t)`` (the timestep for discrete schedules, 999·t for
+    continuous ones). Gradients flow through it (likelihoods need them); samplers run it under
+    ``torch.no_grad``.
 
     ``clip_x0``: optional (low, high) range; x̂_0 is clamped into it and ε̂ recomputed from the
     clamped x̂_0, so both stay consistent (the "clipped" sampling of the DDPM and DDIM code).
@@ -49,12 +52,11 @@ class ModelDenoiser:
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
 
-    @torch.no_grad()
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
-        t = torch.as_tensor(t, device=x_t.device)
+        t = torch.as_tensor(t)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        output = self.model(x_t, t.to(torch.float32))
+        output = self.model(x_t, self.schedule.model_time(t).to(x_t.device))
         eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
         if self.clip_x0 is not None:
             x0 = x0.clamp(*self.clip_x0)

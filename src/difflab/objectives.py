@@ -12,19 +12,24 @@ Tensor = torch.Tensor
 
 
 def uniform_timesteps(schedule: Schedule, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-    """t ~ Uniform{1, ..., T} (DDPM Algorithm 1, line 3)."""
-    return torch.randint(1, schedule.T + 1, (batch,), generator=generator).to(device)
+    """t ~ Uniform{1, ..., T} for a discrete schedule (DDPM Algorithm 1, line 3); t ~ Uniform(t_min, 1)
+    for a continuous SDE (Song et al. 2021, Eq. 7, with ε = t_min)."""
+    if getattr(schedule, "discrete", False):
+        return torch.randint(1, schedule.T + 1, (batch,), generator=generator).to(device)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return (schedule.t_min + (schedule.t_max - schedule.t_min) * u).to(device)
 
 
 def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameterization: str = "eps",
              generator: torch.Generator | None = None) -> Tensor:
     """L_simple = E_{t, x_0, ε} ‖target − f_θ(x_t, t)‖², the per-example mean over dimensions
     (DDPM Eq. 14, Algorithm 1). The target is ε, x_0 or v = α_t ε − σ_t x_0 by ``parameterization``.
-    Returns the per-example losses (B,); the training loss is their mean.
+    For a continuous SDE with the ε target this is denoising score matching with weight λ(t) = σ_t²
+    (Song et al. 2021, Eq. 7: s_θ = −ε̂/σ_t). Returns the per-example losses (B,).
     """
     t = uniform_timesteps(schedule, x0.shape[0], generator, x0.device)
     eps = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = process.q_sample(schedule, x0, t, eps)
-    output = model(x_t, t.to(x0.dtype))
+    output = model(x_t, schedule.model_time(t).to(device=x0.device, dtype=x0.dtype))
     goal = process.target(schedule, parameterization, x0, t, eps)
     return (output - goal).pow(2).flatten(1).mean(1)

@@ -1,9 +1,11 @@
 """The forward process and its exact formulas (Ho et al. 2020, "Denoising Diffusion Probabilistic
 Models", Sec. 2; Salimans & Ho 2022, "Progressive Distillation", Sec. 4 for v).
 
-All functions take a :class:`~difflab.schedules.Schedule`, tensors x of shape (B, ...) and
-timesteps t of shape (B,) (or a scalar), and return tensors of x's dtype. Coefficients come
-from the schedule's float64 tables.
+All functions take a schedule (discrete :class:`~difflab.schedules.Schedule` or a continuous SDE
+of :mod:`difflab.sde`), tensors x of shape (B, ...) and times t of shape (B,) (or a scalar), and
+return tensors of x's dtype. Coefficients α_t, σ_t come from the schedule, in float64; the forward
+process is x_t = α_t x_0 + σ_t ε in every case (for the discrete VP schedules α_t = √ᾱ_t,
+σ_t = √(1 − ᾱ_t)).
 """
 
 from __future__ import annotations
@@ -17,63 +19,90 @@ Tensor = torch.Tensor
 PARAMETERIZATIONS = ("eps", "x0", "v")
 
 
+def _per_example(values: Tensor, like: Tensor) -> Tensor:
+    return values.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _times(t, like: Tensor) -> Tensor:
+    t = torch.as_tensor(t).cpu()
+    return t.expand(like.shape[0]) if t.ndim == 0 else t
+
+
+def alpha(schedule, t, like: Tensor) -> Tensor:
+    """α_t per example, shaped to broadcast against ``like``."""
+    return _per_example(schedule.alpha(_times(t, like)), like)
+
+
+def sigma(schedule, t, like: Tensor) -> Tensor:
+    """σ_t per example, shaped to broadcast against ``like``."""
+    return _per_example(schedule.sigma(_times(t, like)), like)
+
+
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-    """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, a draw from q(x_t | x_0) (DDPM Eq. 4)."""
-    return schedule.at(schedule.alpha_t, t, x0) * x0 + schedule.at(schedule.sigma_t, t, x0) * noise
+    """x_t = α_t x_0 + σ_t ε, a draw from q(x_t | x_0) (DDPM Eq. 4: α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t))."""
+    return alpha(schedule, t, x0) * x0 + sigma(schedule, t, x0) * noise
 
 
 def q_mean_variance(schedule: Schedule, x0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean √ᾱ_t x_0 and variance (1 − ᾱ_t) of q(x_t | x_0) (DDPM Eq. 4)."""
-    mean = schedule.at(schedule.alpha_t, t, x0) * x0
-    return mean, schedule.at(1.0 - schedule.alpha_bar, t, x0).expand_as(x0)
+    """Mean α_t x_0 and variance σ_t² of q(x_t | x_0) (DDPM Eq. 4: √ᾱ_t x_0 and 1 − ᾱ_t)."""
+    return alpha(schedule, t, x0) * x0, (sigma(schedule, t, x0) ** 2).expand_as(x0)
 
 
 def q_posterior(schedule: Schedule, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean μ̃_t(x_t, x_0) and variance β̃_t of q(x_{t−1} | x_t, x_0) (DDPM Eqs. 6–7)."""
+    """Mean μ̃_t(x_t, x_0) and variance β̃_t of q(x_{t−1} | x_t, x_0) (DDPM Eqs. 6–7), from the
+    discrete schedule's tables."""
     mean = schedule.at(schedule.posterior_mean_coef_x0, t, x_t) * x0 + schedule.at(schedule.posterior_mean_coef_xt, t, x_t) * x_t
     return mean, schedule.at(schedule.posterior_variance, t, x_t).expand_as(x_t)
 
 
-def q_posterior_between(schedule: Schedule, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and variance of q(x_s | x_t, x_0) for any 0 ≤ s < t (DDPM Eqs. 6–7 applied to the
-    two-step chain s → t, whose single-step noise is β_{t|s} = 1 − ᾱ_t / ᾱ_s). With s = t − 1 this is
-    :func:`q_posterior`; on a subsequence of timesteps it is the respaced posterior
-    (Nichol & Dhariwal 2021, Sec. 4)."""
-    ab_t = schedule.at(schedule.alpha_bar, t, x_t)
-    ab_s = schedule.at(schedule.alpha_bar, s, x_t)
-    beta = 1.0 - ab_t / ab_s
-    mean = (ab_s.sqrt() * beta * x0 + (ab_t / ab_s).sqrt() * (1.0 - ab_s) * x_t) / (1.0 - ab_t)
-    return mean, (beta * (1.0 - ab_s) / (1.0 - ab_t)).expand_as(x_t)
+def q_posterior_between(schedule, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and variance of q(x_s | x_t, x_0) for any 0 ≤ s < t. With α_{t|s} = α_t/α_s and
+    σ²_{t|s} = σ_t² − α_{t|s}² σ_s², the mean is (α_{t|s} σ_s²/σ_t²) x_t + (α_s σ²_{t|s}/σ_t²) x_0 and the
+    variance σ²_{t|s} σ_s²/σ_t² (Kingma et al. 2021, "Variational Diffusion Models", Eqs. 29–32).
+    For the discrete VP schedule with s = t − 1 this is DDPM Eqs. 6–7; on a subsequence of timesteps it
+    is the respaced posterior (Nichol & Dhariwal 2021, Sec. 4)."""
+    a_t, s_t = alpha(schedule, t, x_t), sigma(schedule, t, x_t)
+    a_s, s_s = alpha(schedule, s, x_t), sigma(schedule, s, x_t)
+    a_ts = a_t / a_s
+    var_ts = transition_variance(a_t, s_t, a_s, s_s)
+    mean = (a_ts * s_s**2 / s_t**2) * x_t + (a_s * var_ts / s_t**2) * x0
+    return mean, (var_ts * s_s**2 / s_t**2).expand_as(x_t)
+
+
+def transition_variance(a_t: Tensor, s_t: Tensor, a_s: Tensor, s_s: Tensor) -> Tensor:
+    """σ²_{t|s} = σ_t² − (α_t/α_s)² σ_s², the variance of q(x_t | x_s) (Kingma et al. 2021, Eq. 22);
+    for the discrete VP schedule 1 − ᾱ_t/ᾱ_s, the β of the respaced chain."""
+    return (s_t**2 - (a_t / a_s) ** 2 * s_s**2).clamp(min=0)
 
 
 def eps_to_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """x_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t, Eq. 4 solved for x_0 (DDPM Eq. 15)."""
-    return (x_t - schedule.at(schedule.sigma_t, t, x_t) * eps) / schedule.at(schedule.alpha_t, t, x_t)
+    return (x_t - sigma(schedule, t, x_t) * eps) / alpha(schedule, t, x_t)
 
 
 def x0_to_eps(schedule: Schedule, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
     """ε = (x_t − √ᾱ_t x_0) / √(1 − ᾱ_t), Eq. 4 solved for ε."""
-    return (x_t - schedule.at(schedule.alpha_t, t, x_t) * x0) / schedule.at(schedule.sigma_t, t, x_t)
+    return (x_t - alpha(schedule, t, x_t) * x0) / sigma(schedule, t, x_t)
 
 
 def v_target(schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """v = α_t ε − σ_t x_0 with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t) (Salimans & Ho 2022, Sec. 4)."""
-    return schedule.at(schedule.alpha_t, t, x0) * eps - schedule.at(schedule.sigma_t, t, x0) * x0
+    return alpha(schedule, t, x0) * eps - sigma(schedule, t, x0) * x0
 
 
 def v_to_x0(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
     """x_0 = α_t x_t − σ_t v (Salimans & Ho 2022, Sec. 4; uses α_t² + σ_t² = 1)."""
-    return schedule.at(schedule.alpha_t, t, x_t) * x_t - schedule.at(schedule.sigma_t, t, x_t) * v
+    return alpha(schedule, t, x_t) * x_t - sigma(schedule, t, x_t) * v
 
 
 def v_to_eps(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
     """ε = σ_t x_t + α_t v (Salimans & Ho 2022, Sec. 4)."""
-    return schedule.at(schedule.sigma_t, t, x_t) * x_t + schedule.at(schedule.alpha_t, t, x_t) * v
+    return sigma(schedule, t, x_t) * x_t + alpha(schedule, t, x_t) * v
 
 
 def eps_to_score(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """∇ log q(x_t) ≈ −ε / √(1 − ᾱ_t) (Song et al. 2021, score-based SDEs, Eq. 7 and Appx. B)."""
-    return -eps / schedule.at(schedule.sigma_t, t, x_t)
+    return -eps / sigma(schedule, t, x_t)
 
 
 def target(schedule: Schedule, parameterization: str, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:

@@ -110,8 +110,32 @@ class Schedule:
         self.sigma_t = one_minus.sqrt()
         self.log_snr = torch.log(self.alpha_bar) - torch.log(one_minus)
 
+    discrete = True
+
     def __repr__(self) -> str:
         return f"Schedule(name={self.name!r}, T={self.T})"
+
+    @property
+    def t_max(self) -> float:
+        """The noisiest timestep, where sampling starts."""
+        return float(self.T)
+
+    @property
+    def t_min(self) -> float:
+        """The least noisy timestep a network was trained on (t = 1)."""
+        return 1.0
+
+    def model_time(self, t: Tensor) -> Tensor:
+        """The time value the network receives: the timestep itself, 1..T."""
+        return torch.as_tensor(t).to(torch.float32)
+
+    def t_from_lambda(self, lam: Tensor) -> Tensor:
+        """The (fractional) t with λ_t = lam: the inverse of :meth:`lambda_` on the same piecewise-linear ᾱ."""
+        target = torch.sigmoid(torch.as_tensor(lam, dtype=torch.float64))
+        table = self.alpha_bar
+        lo = (torch.searchsorted(-table, -target, right=True) - 1).clamp(0, self.T - 1)
+        w = (table[lo] - target) / (table[lo] - table[lo + 1])
+        return (lo + w.clamp(0, 1)).to(torch.float64)
 
     def to_config(self) -> dict:
         return {"schedule": self.name, "T": self.T, **self.params}
@@ -148,10 +172,18 @@ class Schedule:
         return values.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def get(name: str = "linear", T: int = 1000, **params) -> Schedule:
-    """Build a named schedule: ``linear``, ``cosine``, ``sigmoid`` or ``quadratic`` with T steps."""
+def get(name: str = "linear", T: int = 1000, **params):
+    """Build a named schedule: discrete ``linear``, ``cosine``, ``sigmoid`` or ``quadratic`` with T
+    steps, or a continuous-time SDE ``vp``, ``subvp`` or ``ve`` (t in [0, 1]; T is ignored)."""
+    from . import sde
+
+    if name in sde.SDES:
+        try:
+            return sde.SDES[name](**params)
+        except TypeError as e:
+            raise DifflabError(f"bad parameters {sorted(params)} for schedule {name!r}: {e}.") from None
     if name not in BETA_SCHEDULES:
-        raise DifflabError(f"unknown schedule {name!r}; expected one of {', '.join(BETA_SCHEDULES)}.")
+        raise DifflabError(f"unknown schedule {name!r}; expected one of {', '.join([*BETA_SCHEDULES, *sde.SDES])}.")
     if not isinstance(T, int) or isinstance(T, bool) or T < 1:
         raise DifflabError(f"schedule T must be a positive integer, got {T!r}.")
     try:
@@ -164,5 +196,8 @@ def get(name: str = "linear", T: int = 1000, **params) -> Schedule:
     return Schedule(betas, name=name, params=params)
 
 
-def names() -> list[str]:
-    return list(BETA_SCHEDULES)
+def names(continuous: bool = False) -> list[str]:
+    """Names of the discrete schedules (and of the continuous SDEs too, if asked)."""
+    from . import sde
+
+    return list(BETA_SCHEDULES) + (list(sde.SDES) if continuous else [])

@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=_int, default=64, help="number of samples")
     s.add_argument("--eta", type=float, default=None, help="DDIM η >= 0 (0: deterministic)")
     s.add_argument("--variance", default=None, help="DDPM σ²: beta_tilde (default) or beta")
-    s.add_argument("--spacing", default="trailing", help="timestep spacing: trailing, leading or linspace")
+    s.add_argument("--discretization", default="trailing",
+                   help="times visited: trailing (default), leading, linspace, quadratic, karras, logsnr, sections:90,60,...")
     s.add_argument("--seed", type=_int, default=0, help="seed; sample i depends on (seed, i) alone")
     s.add_argument("--batch-size", type=_int, default=1000, help="samples drawn at once")
     s.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
@@ -95,7 +96,7 @@ def _cmd_sample(a) -> None:
         n = min(a.batch_size, a.num - lo)
         gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
         chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
-                                 spacing=a.spacing, **options))
+                                 discretization=a.discretization, **options))
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")

@@ -3,8 +3,10 @@ file, each mirroring its paper's algorithm. A registry maps names to samplers so
 benchmarks enumerate them instead of hard-coding lists.
 
 Every sampler has the signature ``fn(denoiser, x_T, timesteps, generator=None, callback=None,
-progress=False, **options)``; ``timesteps`` is a decreasing sequence in {1..T} and the last step
-goes to t = 0. ``callback(i, t, x_t, prediction)`` is called at every step (for pictures of
+progress=False, **options)``; ``timesteps`` is the decreasing sequence of times a discretization
+chose (integers in 1..T, or fractional times, or t in (0, 1] for SDEs) and the last step goes to
+t = 0, the data. Samplers read α_t, σ_t, λ_t from ``denoiser.schedule`` and call
+``denoiser(x, t)`` with a scalar t; they run under ``torch.no_grad``. ``callback(i, t, x_t, prediction)`` is called at every step (for pictures of
 generation as it happens).
 """
 
@@ -17,22 +19,45 @@ import torch
 
 from ..errors import DifflabError
 from ..random import GeneratorLike, randn
-from .timesteps import check_steps, spaced_timesteps
+from .discretizations import check_steps, discretize, spaced_timesteps
 
 _REGISTRY: dict[str, Callable] = {}
+_INFO: dict[str, dict] = {}
 _BASE_ARGS = {"denoiser", "x_T", "timesteps", "generator", "callback", "progress"}
+_NOT_SAMPLERS = {"discretizations"}
+_loaded = False
 
 
-def register(name: str):
-    """Class the decorated function as the sampler ``name``."""
+def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1):
+    """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
+    its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
+    steps it accepts."""
     def wrap(fn):
         _REGISTRY[name] = fn
+        _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
+                       "summary": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
         return fn
     return wrap
 
 
 def _load_all() -> None:
-    from . import ddim, ddpm  # noqa: F401  (registration side effects)
+    """Import every module of this package once: each registers its samplers (one family per file)."""
+    import importlib
+    import pkgutil
+
+    global _loaded
+    if _loaded:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in _NOT_SAMPLERS and not module.name.startswith("_"):
+            importlib.import_module(f".{module.name}", __name__)
+    _loaded = True
+
+
+def info(name: str) -> dict:
+    """Order, stochasticity, NFE per step, fewest steps and a one-line summary of a sampler."""
+    get(name)
+    return dict(_INFO[name])
 
 
 def names() -> list[str]:
@@ -43,7 +68,7 @@ def names() -> list[str]:
 def get(name: str) -> Callable:
     _load_all()
     if name not in _REGISTRY:
-        raise DifflabError(f"unknown sampler {name!r}; expected one of {', '.join(sorted(_REGISTRY))}.")
+        raise DifflabError(f"unknown sampler {name!r}; expected one of {', '.join(names())}.")
     return _REGISTRY[name]
 
 
@@ -53,9 +78,10 @@ def options(name: str) -> dict[str, object]:
     return {k: p.default for k, p in params.items() if k not in _BASE_ARGS}
 
 
-def step_pairs(timesteps: Sequence[int], progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, int, int]]:
-    """Yield (i, t, s): step i goes from timestep t to s, the next visited one (0 after the last)."""
-    ts = [int(t) for t in timesteps]
+def step_pairs(timesteps: Sequence, progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, object, object]]:
+    """Yield (i, t, s): step i goes from time t to s, the next visited one (0, the data, after the last).
+    Integer timesteps stay ints; fractional ones are floats."""
+    ts = [t.item() if hasattr(t, "item") else t for t in timesteps]
     nxt = ts[1:] + [0]
     pairs = list(zip(ts, nxt))
     if progress:
@@ -65,28 +91,36 @@ def step_pairs(timesteps: Sequence[int], progress: bool = False, desc: str = "sa
         yield i, t, s
 
 
+def prior_std(schedule) -> float:
+    """Standard deviation of the noise sampling starts from: σ at t_max (1 for VP, σ_max for VE)."""
+    return float(schedule.sigma(torch.tensor(schedule.t_max, dtype=torch.float64)))
+
+
 def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 50, generator: GeneratorLike = None,
-           x_T: torch.Tensor | None = None, spacing: str = "trailing", device=None, callback=None,
+           x_T: torch.Tensor | None = None, discretization: str = "trailing", device=None, callback=None,
            progress: bool = False, **sampler_options) -> torch.Tensor:
     """Draw samples of ``shape`` from any denoiser, in the denoiser's (model) coordinates.
 
     ``generator`` is one ``torch.Generator`` or a list of them, one per sample (then sample i
     depends on generator i alone). ``x_T`` starts from given noise instead of drawing it.
+    ``discretization`` names the times visited (see :mod:`difflab.samplers.discretizations`).
     """
     fn = get(sampler)
     allowed = options(sampler)
     for key in sampler_options:
         if key not in allowed:
             raise DifflabError(f"sampler {sampler!r} has no option {key!r}; its options are {', '.join(allowed) or 'none'}.")
-    T = denoiser.schedule.T
-    check_steps(steps, T)
+    schedule = denoiser.schedule
+    timesteps = discretize(schedule, steps, discretization)
+    if steps < _INFO[sampler]["min_steps"]:
+        raise DifflabError(f"sampler {sampler!r} needs at least {_INFO[sampler]['min_steps']} steps, got {steps}.")
     shape = tuple(shape)
     if x_T is None:
-        x_T = randn(shape, generator, device)
+        x_T = randn(shape, generator, device) * prior_std(schedule)
     elif tuple(x_T.shape) != shape:
         raise DifflabError(f"x_T has shape {tuple(x_T.shape)} but samples of shape {shape} were asked for.")
-    timesteps = spaced_timesteps(T, steps, spacing)
-    return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
+    with torch.no_grad():
+        return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
 
 
-__all__ = ["register", "names", "get", "options", "sample", "spaced_timesteps", "step_pairs"]
+__all__ = ["register", "names", "get", "info", "options", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]

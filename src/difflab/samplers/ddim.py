@@ -9,15 +9,17 @@ from ..random import randn
 from . import register, step_pairs
 
 
-def ddim_sigma(alpha_bar_t: torch.Tensor, alpha_bar_s: torch.Tensor, eta: float) -> torch.Tensor:
-    """σ_t(η) = η √((1 − ᾱ_s)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_s) for the step t → s (DDIM Eq. 16)."""
-    return eta * ((1 - alpha_bar_s) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_s)).sqrt()
+def ddim_sigma(a_t: float, s_t: float, a_s: float, s_s: float, eta: float) -> float:
+    """σ_t(η) = η (σ_s/σ_t) √(σ_t² − (α_t/α_s)² σ_s²) for the step t → s: η times the posterior
+    standard deviation (DDIM Eq. 16, which reads η √((1 − ᾱ_s)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_s) for VP)."""
+    return eta * (s_s / s_t) * max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0) ** 0.5
 
 
-@register("ddim")
-def ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, callback=None,
+@register("ddim", order=1, stochastic=False, nfe_per_step=1)
+def ddim(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
          progress: bool = False, eta: float = 0.0) -> torch.Tensor:
-    """x_s = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε̂ + σ z on the visited pairs t → s (DDIM Eq. 12).
+    """x_s = α_s x̂_0 + √(σ_s² − c²) ε̂ + c z with c = σ_t(η) on the visited pairs t → s (DDIM Eq. 12,
+    α_s = √ᾱ_s and σ_s = √(1 − ᾱ_s) for VP; the same update is exact for VE and sub-VP marginals).
 
     η = 0 is the deterministic DDIM sampler; η = 1 on the full schedule is DDPM ancestral sampling
     with σ² = β̃ (DDIM Sec. 4.1).
@@ -28,12 +30,12 @@ def ddim(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, c
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "ddim"):
         pred = denoiser(x, t)
-        ab_t, ab_s = schedule.alpha_bar[t], schedule.alpha_bar[s]
-        sigma = ddim_sigma(ab_t, ab_s, eta)
-        direction = (1 - ab_s - sigma**2).clamp(min=0).sqrt()
-        x_next = float(ab_s.sqrt()) * pred.x0 + float(direction) * pred.eps
-        if float(sigma) > 0:
-            x_next = x_next + float(sigma) * randn(x.shape, generator, x.device, x.dtype)
+        a_t, s_t = float(schedule.alpha(t)), float(schedule.sigma(t))
+        a_s, s_s = float(schedule.alpha(s)), float(schedule.sigma(s))
+        c = ddim_sigma(a_t, s_t, a_s, s_s, eta)
+        x_next = a_s * pred.x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * pred.eps
+        if c > 0:
+            x_next = x_next + c * randn(x.shape, generator, x.device, x.dtype)
         if callback is not None:
             callback(i, t, x, pred)
         x = x_next

@@ -10,15 +10,15 @@ from ..random import randn
 from . import register, step_pairs
 
 
-@register("ddpm")
+@register("ddpm", order=1, stochastic=True, nfe_per_step=1)
 def ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, callback=None,
          progress: bool = False, variance: str = "beta_tilde") -> torch.Tensor:
     """x_{s} = μ̃(x_t, x̂_0) + σ z, z ~ N(0, I), on the visited pairs t → s (Algorithm 2).
 
     The mean is the posterior mean of q(x_s | x_t, x_0) with x̂_0 from the denoiser (DDPM Eqs. 7, 11);
     ``variance`` picks σ² = β̃ (``beta_tilde``, the posterior variance) or σ² = β (``beta``), the two
-    choices of DDPM Sec. 3.2. On a subsequence of timesteps β becomes β_{t|s} = 1 − ᾱ_t/ᾱ_s
-    (respacing, Nichol & Dhariwal 2021, Sec. 4). No noise is added on the last step.
+    choices of DDPM Sec. 3.2. On a subsequence of times β becomes σ²_{t|s} (1 − ᾱ_t/ᾱ_s for VP;
+    respacing, Nichol & Dhariwal 2021, Sec. 4). No noise is added on the last step.
     """
     if variance not in ("beta_tilde", "beta"):
         raise DifflabError(f"unknown DDPM variance {variance!r}; expected 'beta_tilde' or 'beta'.")
@@ -30,8 +30,10 @@ def ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, c
         mean, posterior_var = process.q_posterior_between(schedule, pred.x0, x, torch.full((batch,), t), torch.full((batch,), s))
         x_next = mean
         if s > 0:
-            beta_ts = float(1 - schedule.alpha_bar[t] / schedule.alpha_bar[s])
-            var = posterior_var if variance == "beta_tilde" else torch.full_like(x, beta_ts)
+            var = posterior_var
+            if variance == "beta":  # σ²_{t|s}, from (α_t, σ_t, α_s, σ_s)
+                coefs = (f(torch.tensor(u)) for u in (t, s) for f in (schedule.alpha, schedule.sigma))
+                var = torch.full_like(x, float(process.transition_variance(*coefs)))
             x_next = mean + var.sqrt() * randn(x.shape, generator, x.device, x.dtype)
         if callback is not None:
             callback(i, t, x, pred)

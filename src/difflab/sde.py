@@ -1,0 +1,155 @@
+"""Continuous-time noise schedules: the VP, sub-VP and VE SDEs of Song et al. 2021, "Score-Based
+Generative Modeling through Stochastic Differential Equations" (Sec. 3.4 and Appx. B).
+
+Each gives the marginal q(x_t | x_0) = N(α_t x_0, σ_t² I) in closed form on t ∈ [0, 1] and exposes
+the same view as the discrete :class:`~difflab.schedules.Schedule`: ``alpha(t)``, ``sigma(t)``,
+``lambda_(t)``, ``t_from_lambda``, ``t_min``/``t_max`` and ``model_time``. By convention
+α_0 = 1 and σ_0 = 0 (the data), so every sampler's last step to t = 0 is the denoised x̂_0.
+
+The forward SDE dx = f(t) x dt + g(t) dw of any such marginal follows from α and σ alone
+(Kingma et al. 2021, "Variational Diffusion Models", Appx. A):
+f(t) = d log α_t / dt and g²(t) = dσ_t²/dt − 2 f(t) σ_t²; :func:`sde_coefficients` computes them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import DifflabError
+
+Tensor = torch.Tensor
+
+
+def _t64(t) -> Tensor:
+    return torch.as_tensor(t, dtype=torch.float64)
+
+
+class ContinuousSchedule:
+    """Base of the SDE schedules; subclasses define ``log_alpha`` and ``sigma_of``."""
+
+    discrete = False
+    name = "continuous"
+    t_max = 1.0
+    t_min = 1e-3
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def alpha(self, t) -> Tensor:
+        return torch.exp(self.log_alpha(_t64(t)))
+
+    def sigma(self, t) -> Tensor:
+        t = _t64(t)
+        return torch.where(t > 0, self.sigma_of(t), torch.zeros_like(t))
+
+    def lambda_(self, t) -> Tensor:
+        """Log-SNR λ_t = log α_t² − log σ_t²."""
+        t = _t64(t)
+        return 2 * self.log_alpha(t) - 2 * torch.log(self.sigma(t))
+
+    def model_time(self, t) -> Tensor:
+        """The network sees 999·t, the scale of the discrete models (as score_sde does for VP)."""
+        return (999.0 * _t64(t)).to(torch.float32)
+
+    def t_from_lambda(self, lam) -> Tensor:
+        """The t with λ_t = lam, by bisection on [0, 1] (λ decreases in t)."""
+        lam = _t64(lam)
+        lo, hi = torch.zeros_like(lam), torch.ones_like(lam)
+        for _ in range(64):
+            mid = (lo + hi) / 2
+            above = self.lambda_(mid) > lam
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        return (lo + hi) / 2
+
+    def prior_std(self) -> float:
+        """Standard deviation of the prior N(0, σ²I) sampling starts from: σ at t = 1 (α_1 ≈ 0 or 1)."""
+        return float(self.sigma(torch.tensor(1.0)))
+
+    def to_config(self) -> dict:
+        return {"schedule": self.name, **self.params}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+
+
+class VPSDE(ContinuousSchedule):
+    """Variance preserving: dx = −½β(t) x dt + √β(t) dw, β(t) = β_min + t(β_max − β_min)
+    (Song et al. 2021, Eq. 11); log α_t = −¼t²(β_max − β_min) − ½tβ_min, σ_t² = 1 − α_t² (Eq. 29)."""
+
+    name = "vp"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3):
+        if not 0 < beta_min < beta_max:
+            raise DifflabError(f"vp schedule needs 0 < beta_min < beta_max, got {beta_min}, {beta_max}.")
+        self.beta_min, self.beta_max, self.t_min = float(beta_min), float(beta_max), float(t_min)
+        self.params = {"beta_min": beta_min, "beta_max": beta_max, "t_min": t_min}
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return (-torch.expm1(2 * self.log_alpha(t))).sqrt()
+
+    def t_from_lambda(self, lam) -> Tensor:
+        """Solve ½Δt² + β_min t + log α² = 0 with α² = sigmoid(λ), Δ = β_max − β_min."""
+        log_a2 = torch.nn.functional.logsigmoid(_t64(lam))
+        d = self.beta_max - self.beta_min
+        return (-self.beta_min + torch.sqrt(self.beta_min**2 - 2 * d * log_a2)) / d
+
+
+class SubVPSDE(VPSDE):
+    """Sub-VP: dx = −½β(t) x dt + √(β(t)(1 − e^{−2∫β})) dw (Song et al. 2021, Eq. 12);
+    the same α_t as VP and σ_t = 1 − α_t² (Eq. 29), always below the VP variance."""
+
+    name = "subvp"
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return -torch.expm1(2 * self.log_alpha(t))
+
+    def t_from_lambda(self, lam) -> Tensor:
+        return ContinuousSchedule.t_from_lambda(self, lam)
+
+
+class VESDE(ContinuousSchedule):
+    """Variance exploding: dx = √(dσ²/dt) dw, σ_t = σ_min (σ_max/σ_min)^t, α_t = 1
+    (Song et al. 2021, Eq. 9 and 30; the continuous limit of NCSN's geometric noise levels)."""
+
+    name = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, t_min: float = 1e-5):
+        if not 0 < sigma_min < sigma_max:
+            raise DifflabError(f"ve schedule needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}.")
+        self.sigma_min, self.sigma_max, self.t_min = float(sigma_min), float(sigma_max), float(t_min)
+        self.params = {"sigma_min": sigma_min, "sigma_max": sigma_max, "t_min": t_min}
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t)
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def t_from_lambda(self, lam) -> Tensor:
+        sigma = torch.exp(-_t64(lam) / 2)
+        return torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+
+
+def sde_coefficients(schedule, t, dt: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """(f(t), g²(t)) of the forward SDE whose marginals are schedule's (α_t, σ_t), float64:
+    f = d log α/dt, g² = dσ²/dt − 2 f σ² (Kingma et al. 2021, Appx. A), by central differences in t
+    (in timesteps for a discrete schedule, whose α is piecewise linear in ᾱ)."""
+    t = _t64(t)
+    lo = (t - dt).clamp(min=0.0)
+    hi = (t + dt).clamp(max=float(schedule.t_max))
+    width = hi - lo
+    f = (torch.log(schedule.alpha(hi)) - torch.log(schedule.alpha(lo))) / width
+    s2 = schedule.sigma(t) ** 2
+    ds2 = (schedule.sigma(hi) ** 2 - schedule.sigma(lo) ** 2) / width
+    return f, ds2 - 2 * f * s2
