@@ -16,7 +16,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
-               "config", "plotting", "random", "run", "io", "errors", "progress"}
+               "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood"}
 _ATTRIBUTES = {
     "load": ("run", "load"),
     "Run": ("run", "Run"),

@@ -50,6 +50,13 @@ def _mnist_like(name: str) -> dict:
     }
 
 
+def _with_schedule(base: dict, schedule: str, **params) -> dict:
+    """A preset on a continuous-time or NCSN schedule (Song et al. 2021; Song & Ermon 2019)."""
+    out = copy.deepcopy(base)
+    out["diffusion"] = {**out["diffusion"], "schedule": schedule, "schedule_params": params}
+    return out
+
+
 PRESETS: dict[str, dict] = {
     **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
     "digits": {
@@ -63,8 +70,18 @@ PRESETS: dict[str, dict] = {
         "sample": {"sampler": "ddim", "steps": 50, "clip": True},
     },
     "mnist": _mnist_like("mnist"),
+    # score-based presets: toys are standardised, so their largest pairwise distance is about 3
+    # (the σ_max rule of Song & Ermon 2020, "Improved techniques", Technique 1)
+    "8gaussians-vp": _with_schedule(_toy("8gaussians"), "vp"),
+    "8gaussians-ve": _with_schedule(_toy("8gaussians"), "ve", sigma_min=0.01, sigma_max=4.0),
+    "8gaussians-ncsn": {**_with_schedule(_toy("8gaussians"), "ncsn", sigma_min=0.01, sigma_max=4.0, levels=20),
+                        "sample": {"sampler": "ddim", "steps": 20, "clip": False}},
+    "swissroll-vp": _with_schedule(_toy("swissroll"), "vp"),
     "fashion-mnist": _mnist_like("fashion-mnist"),
 }
+
+
+PRESETS["digits-vp"] = _with_schedule(PRESETS["digits"], "vp")
 
 
 def _merge(base: dict, override: dict, where: str = "") -> dict:
@@ -130,10 +147,10 @@ def _check_numbers(cfg: dict) -> None:
     from .samplers.discretizations import check_steps
 
     diff = cfg["diffusion"]
-    schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
+    schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     process.check_parameterization(diff["parameterization"])
     get_sampler(cfg["sample"]["sampler"])
-    check_steps(cfg["sample"]["steps"], diff["T"] if diff["schedule"] in schedules.names() else None)
+    check_steps(cfg["sample"]["steps"], schedule.T if schedule.discrete else None)
 
 
 def load_file(path: str | Path) -> dict:

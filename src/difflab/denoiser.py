@@ -56,7 +56,7 @@ class ModelDenoiser:
         t = torch.as_tensor(t)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        output = self.model(x_t, self.schedule.model_time(t).to(x_t.device))
+        output = self.model(process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device))
         eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
         if self.clip_x0 is not None:
             x0 = x0.clamp(*self.clip_x0)

@@ -30,6 +30,6 @@ def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameteriz
     t = uniform_timesteps(schedule, x0.shape[0], generator, x0.device)
     eps = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = process.q_sample(schedule, x0, t, eps)
-    output = model(x_t, schedule.model_time(t).to(device=x0.device, dtype=x0.dtype))
+    output = model(process.model_input(schedule, x_t, t), schedule.model_time(t).to(device=x0.device, dtype=x0.dtype))
     goal = process.target(schedule, parameterization, x0, t, eps)
     return (output - goal).pow(2).flatten(1).mean(1)

@@ -38,6 +38,12 @@ def sigma(schedule, t, like: Tensor) -> Tensor:
     return _per_example(schedule.sigma(_times(t, like)), like)
 
 
+def model_input(schedule, x_t: Tensor, t) -> Tensor:
+    """What the network sees: x_t / √(α_t² + σ_t²), unit-scale for every schedule (Karras et al. 2022,
+    "Elucidating the Design Space", Table 1, c_in with σ_data = 1). For VP schedules the scale is 1."""
+    return x_t * _per_example(schedule.input_scale(_times(t, x_t)), x_t)
+
+
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
     """x_t = α_t x_0 + σ_t ε, a draw from q(x_t | x_0) (DDPM Eq. 4: α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t))."""
     return alpha(schedule, t, x0) * x0 + sigma(schedule, t, x0) * noise

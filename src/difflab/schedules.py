@@ -129,6 +129,11 @@ class Schedule:
         """The time value the network receives: the timestep itself, 1..T."""
         return torch.as_tensor(t).to(torch.float32)
 
+    def input_scale(self, t: Tensor) -> Tensor:
+        """The network sees x_t / √(α_t² + σ_t²), which is x_t itself for a VP schedule (see
+        :func:`difflab.process.model_input`)."""
+        return torch.ones_like(torch.as_tensor(t, dtype=torch.float64))
+
     def t_from_lambda(self, lam: Tensor) -> Tensor:
         """The (fractional) t with λ_t = lam: the inverse of :meth:`lambda_` on the same piecewise-linear ᾱ."""
         target = torch.sigmoid(torch.as_tensor(lam, dtype=torch.float64))

@@ -56,6 +56,12 @@ class ContinuousSchedule:
         """The network sees 999·t, the scale of the discrete models (as score_sde does for VP)."""
         return (999.0 * _t64(t)).to(torch.float32)
 
+    def input_scale(self, t) -> Tensor:
+        """1/√(α_t² + σ_t²): keeps the network's input at unit scale (Karras et al. 2022, c_in of
+        Table 1 with σ_data = 1); exactly 1 for VP."""
+        t = _t64(t)
+        return torch.rsqrt(self.alpha(t) ** 2 + self.sigma(t) ** 2)
+
     def t_from_lambda(self, lam) -> Tensor:
         """The t with λ_t = lam, by bisection on [0, 1] (λ decreases in t)."""
         lam = _t64(lam)
@@ -65,10 +71,6 @@ class ContinuousSchedule:
             above = self.lambda_(mid) > lam
             lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
         return (lo + hi) / 2
-
-    def prior_std(self) -> float:
-        """Standard deviation of the prior N(0, σ²I) sampling starts from: σ at t = 1 (α_1 ≈ 0 or 1)."""
-        return float(self.sigma(torch.tensor(1.0)))
 
     def to_config(self) -> dict:
         return {"schedule": self.name, **self.params}
@@ -95,6 +97,9 @@ class VPSDE(ContinuousSchedule):
     def sigma_of(self, t: Tensor) -> Tensor:
         return (-torch.expm1(2 * self.log_alpha(t))).sqrt()
 
+    def input_scale(self, t) -> Tensor:
+        return torch.ones_like(_t64(t))
+
     def t_from_lambda(self, lam) -> Tensor:
         """Solve ½Δt² + β_min t + log α² = 0 with α² = sigmoid(λ), Δ = β_max − β_min."""
         log_a2 = torch.nn.functional.logsigmoid(_t64(lam))
@@ -110,6 +115,8 @@ class SubVPSDE(VPSDE):
 
     def sigma_of(self, t: Tensor) -> Tensor:
         return -torch.expm1(2 * self.log_alpha(t))
+
+    input_scale = ContinuousSchedule.input_scale
 
     def t_from_lambda(self, lam) -> Tensor:
         return ContinuousSchedule.t_from_lambda(self, lam)
@@ -138,7 +145,41 @@ class VESDE(ContinuousSchedule):
         return torch.log(sigma / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
 
 
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE}
+class NCSNLevels(VESDE):
+    """NCSN's noise levels (Song & Ermon 2019, Sec. 4.2): L geometric levels σ_1 > ... > σ_L between
+    sigma_max and sigma_min, α = 1. Indexed like a discrete schedule, t = 1..L from the least noisy
+    (t = 1 is σ_min) to the noisiest (t = L is σ_max); fractional t interpolates geometrically, so this is
+    the VE SDE of Song et al. 2021 sampled at L times (their Sec. 3.4 says as much)."""
+
+    name = "ncsn"
+    discrete = True
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, levels: int = 10):
+        super().__init__(sigma_min, sigma_max)
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+            raise DifflabError(f"ncsn schedule needs levels >= 2, got {levels!r}.")
+        self.T = levels
+        self.t_min, self.t_max = 1.0, float(levels)
+        self.params = {"sigma_min": sigma_min, "sigma_max": sigma_max, "levels": levels}
+
+    def _u(self, t: Tensor) -> Tensor:
+        return (_t64(t) - 1) / (self.T - 1)
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return super().sigma_of(self._u(t))
+
+    def model_time(self, t) -> Tensor:
+        return _t64(t).to(torch.float32)
+
+    def t_from_lambda(self, lam) -> Tensor:
+        return 1 + super().t_from_lambda(lam) * (self.T - 1)
+
+    def sigma_levels(self) -> Tensor:
+        """σ_1 > ... > σ_L as the paper lists them (noisiest first)."""
+        return self.sigma(torch.arange(self.T, 0, -1, dtype=torch.float64))
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE, "ncsn": NCSNLevels}
 
 
 def sde_coefficients(schedule, t, dt: float = 1e-4) -> tuple[Tensor, Tensor]:

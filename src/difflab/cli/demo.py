@@ -50,13 +50,15 @@ def _reverse_picture(run, path: Path, steps: int = 50) -> None:
     run.sample(n, sampler="ddim", steps=steps, generator=torch.Generator().manual_seed(1),
                callback=lambda i, t, x, pred: record.__setitem__(t, (x.clone(), pred.x0.clone())))
     ts = sorted(record, reverse=True)
-    shown = [ts[round(k * (len(ts) - 1) / 5)] for k in range(6)]
+    # most of the picture forms late: show the start, then ever closer to the data
+    shown = sorted({min(ts, key=lambda t: abs(t - f * ts[0])) for f in (1.0, 0.5, 0.25, 0.12, 0.05, 0.0)}, reverse=True)
     to_data = run.normalization.to_data
     if run.kind == "toy":
         frames = [to_data(record[t][0]) for t in shown] + [to_data(record[t][1]) for t in shown]
         labels = [f"x_t, t={t}" for t in shown] + [f"x̂_0 at t={t}" for t in shown]
-        plotting.plot_process_toy(frames[:6], labels[:6], path, title="reverse process (DDIM, 50 steps): x_t")
-        plotting.plot_process_toy(frames[6:], labels[6:], path.with_name(path.stem + "_x0.png"),
+        k = len(shown)
+        plotting.plot_process_toy(frames[:k], labels[:k], path, title="reverse process (DDIM, 50 steps): x_t")
+        plotting.plot_process_toy(frames[k:], labels[k:], path.with_name(path.stem + "_x0.png"),
                                   title="reverse process: predicted x̂_0")
     else:
         rows = []

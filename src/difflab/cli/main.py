@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     d.add_argument("--quick", action="store_true", help="a few hundred steps each: checks the pipeline, not quality")
 
+    sub.add_parser("samplers", help="list the samplers: order, stochastic or not, network evaluations per step")
+
     c = sub.add_parser("schedules", help="compare the noise schedules")
     c.add_argument("--T", type=_int, default=1000, help="number of timesteps (default 1000)")
     c.add_argument("--plot", help="write a picture of ᾱ_t and the log-SNR over t/T to this .png")
@@ -123,6 +125,15 @@ def _cmd_schedules(a) -> None:
         print(f"wrote {a.plot}")
 
 
+def _cmd_samplers(a) -> None:
+    from .. import samplers
+
+    print(f"{'sampler':<14} {'order':>5} {'stochastic':>10} {'NFE/step':>9} {'min steps':>9}  summary")
+    for name in samplers.names():
+        i = samplers.info(name)
+        print(f"{name:<14} {i['order']:>5} {'yes' if i['stochastic'] else 'no':>10} {i['nfe_per_step']:>9} {i['min_steps']:>9}  {i['summary']}")
+
+
 def _cmd_demo(a) -> None:
     from .demo import run_demo
     run_demo(a.out, quick=a.quick)
@@ -133,7 +144,8 @@ def _error(message: str):
     return DifflabError(message)
 
 
-COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules}
+COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules,
+            "samplers": _cmd_samplers}
 
 
 def main(argv: list[str] | None = None) -> int:
