@@ -271,8 +271,9 @@ def save_scatter(points, path, title: str | None = None, reference=None, lim=Non
 
 
 def plot_process_toy(frames: list, labels: list[str], path, title: str | None = None,
-                     reference=None, lim=None) -> Path:
-    """One scatter panel per frame (e.g. x_t at several t), in a row, all with the same limits."""
+                     reference=None, lim=None, ncols: int | None = None) -> Path:
+    """One scatter panel per frame (e.g. x_t at several t), ``ncols`` to a row (default: all in one
+    row), all with the same limits."""
     if len(frames) == 0:
         raise DifflabError("frames must contain at least one (N, 2) array, got none.")
     if len(labels) != len(frames):
@@ -281,11 +282,15 @@ def plot_process_toy(frames: list, labels: list[str], path, title: str | None = 
     ref = None if reference is None else _points(reference, "reference")
     lims = _parse_lim(lim) or _auto_lim(pts + ([ref] if ref is not None else []))
     k = len(pts)
-    fig = _figure(2.6 * k, 2.9)
-    axes = fig.subplots(1, k, squeeze=False)[0]
+    cols = min(k, ncols or k)
+    rows = -(-k // cols)
+    fig = _figure(2.6 * cols, 2.9 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, p, lab in zip(axes, pts, labels):
         _scatter_panel(ax, p, ref, lims)
         ax.set_title(str(lab), fontsize=9)
+    for ax in axes[k:]:
+        ax.set_axis_off()
     if title:
         fig.suptitle(title)
     return _save_figure(fig, path)

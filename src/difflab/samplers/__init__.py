@@ -34,8 +34,11 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
     steps it accepts."""
     def wrap(fn):
         _REGISTRY[name] = fn
+        import sys
+
+        module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
-                       "summary": (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""}
+                       "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
 
