@@ -26,7 +26,7 @@ def test_timesteps_are_uniform_on_1_to_T(sched):
     assert counts.std() / counts.mean() < 0.2 and abs(t.double().mean().item() - 500.5) < 2
 
 
-@pytest.mark.parametrize("param", ["eps", "x0", "v"])
+@pytest.mark.parametrize("param", ["eps", "x0", "v", "score"])
 def test_zero_network_loss_is_mean_square_of_target(sched, param):
     g = torch.Generator().manual_seed(1)
     n, c = 100_000, 1.5
@@ -34,7 +34,8 @@ def test_zero_network_loss_is_mean_square_of_target(sched, param):
     model = Zero()
     loss = l_simple(model, sched, x0, param, g).mean().item()
     ab = sched.alpha_bar[1:]
-    expected = {"eps": 1.0, "x0": c**2, "v": (ab + (1 - ab) * c**2).mean().item()}[param]  # E v² = ᾱ + (1 − ᾱ) c²
+    # E v² = ᾱ + (1 − ᾱ) c²; the σ²-weighted score loss of a zero network is E ε² = 1
+    expected = {"eps": 1.0, "x0": c**2, "v": (ab + (1 - ab) * c**2).mean().item(), "score": 1.0}[param]
     assert loss == pytest.approx(expected, rel=0.02)
     assert model.seen_t.min() >= 1 and model.seen_t.max() <= sched.T
 

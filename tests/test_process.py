@@ -81,7 +81,7 @@ def test_conversions_round_trip_and_agree(sched):
     sg = np.sqrt(1 - _ab(sched, t.numpy()))[:, None, None, None]
     v_ref = a * eps.numpy() - sg * x0.numpy()
     np.testing.assert_allclose(process.v_target(sched, x0, t, eps).numpy(), v_ref, rtol=1e-10, atol=1e-12)
-    for param, out in (("eps", eps), ("x0", x0), ("v", torch.from_numpy(v_ref))):
+    for param, out in (("eps", eps), ("x0", x0), ("v", torch.from_numpy(v_ref)), ("score", -eps / torch.from_numpy(sg))):
         e, x = process.to_eps_x0(sched, param, x_t, t, out)
         np.testing.assert_allclose(e.numpy(), eps.numpy(), rtol=1e-7, atol=1e-7)
         np.testing.assert_allclose(x.numpy(), x0.numpy(), rtol=1e-7, atol=1e-7)

@@ -32,4 +32,6 @@ def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameteriz
     x_t = process.q_sample(schedule, x0, t, eps)
     output = model(process.model_input(schedule, x_t, t), schedule.model_time(t).to(device=x0.device, dtype=x0.dtype))
     goal = process.target(schedule, parameterization, x0, t, eps)
+    if parameterization == "score":  # weight λ(σ) = σ² (Song & Ermon 2019, Eq. 6), so every level counts alike
+        return (process.sigma(schedule, t, x0) * (output - goal)).pow(2).flatten(1).mean(1)
     return (output - goal).pow(2).flatten(1).mean(1)

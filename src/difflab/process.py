@@ -16,7 +16,7 @@ from .errors import DifflabError
 from .schedules import Schedule
 
 Tensor = torch.Tensor
-PARAMETERIZATIONS = ("eps", "x0", "v")
+PARAMETERIZATIONS = ("eps", "x0", "v", "score")
 
 
 def _per_example(values: Tensor, like: Tensor) -> Tensor:
@@ -111,13 +111,21 @@ def eps_to_score(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Ten
     return -eps / sigma(schedule, t, x_t)
 
 
+def score_to_eps(schedule: Schedule, x_t: Tensor, t: Tensor, score: Tensor) -> Tensor:
+    """ε = −σ_t ∇ log q(x_t), the inverse of :func:`eps_to_score`."""
+    return -sigma(schedule, t, x_t) * score
+
+
 def target(schedule: Schedule, parameterization: str, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """The regression target of L_simple for a parameterization: ε, x_0 or v."""
+    """The regression target of L_simple for a parameterization: ε, x_0, v, or the score of
+    q(x_t | x_0), −ε/σ_t (denoising score matching; Vincent 2011, Song & Ermon 2019, Eq. 2)."""
     check_parameterization(parameterization)
     if parameterization == "eps":
         return eps
     if parameterization == "x0":
         return x0
+    if parameterization == "score":
+        return -eps / sigma(schedule, t, x0)
     return v_target(schedule, x0, t, eps)
 
 
@@ -128,6 +136,9 @@ def to_eps_x0(schedule: Schedule, parameterization: str, x_t: Tensor, t: Tensor,
         return output, eps_to_x0(schedule, x_t, t, output)
     if parameterization == "x0":
         return x0_to_eps(schedule, x_t, t, output), output
+    if parameterization == "score":
+        eps = score_to_eps(schedule, x_t, t, output)
+        return eps, eps_to_x0(schedule, x_t, t, eps)
     return v_to_eps(schedule, x_t, t, output), v_to_x0(schedule, x_t, t, output)
 
 
