@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from . import process
-from .schedules import Schedule
+from .schedules import Schedule, as_time
 
 Tensor = torch.Tensor
 
@@ -53,7 +53,7 @@ class ModelDenoiser:
         self.clip_x0 = clip_x0
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
-        t = torch.as_tensor(t)
+        t = as_time(t)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         output = self.model(process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device))

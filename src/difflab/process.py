@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .errors import DifflabError
-from .schedules import Schedule
+from .schedules import Schedule, as_time
 
 Tensor = torch.Tensor
 PARAMETERIZATIONS = ("eps", "x0", "v", "score")
@@ -24,7 +24,7 @@ def _per_example(values: Tensor, like: Tensor) -> Tensor:
 
 
 def _times(t, like: Tensor) -> Tensor:
-    t = torch.as_tensor(t).cpu()
+    t = as_time(t).cpu()
     return t.expand(like.shape[0]) if t.ndim == 0 else t
 
 

@@ -77,6 +77,15 @@ BETA_SCHEDULES: dict[str, Callable[..., Tensor]] = {
 }
 
 
+def as_time(t) -> Tensor:
+    """Times as a tensor without losing precision: Python floats become float64 (not float32)."""
+    if isinstance(t, torch.Tensor):
+        return t
+    if isinstance(t, float) or (isinstance(t, (list, tuple)) and any(isinstance(v, float) for v in t)):
+        return torch.tensor(t, dtype=torch.float64)
+    return torch.as_tensor(t)
+
+
 class Schedule:
     """A discrete variance-preserving noise schedule, t = 1..T, all tables float64 of length T+1.
 
@@ -160,7 +169,7 @@ class Schedule:
         return torch.log(ab) - torch.log1p(-ab)
 
     def _interp(self, table: Tensor, t) -> Tensor:
-        t = torch.as_tensor(t)
+        t = as_time(t)
         if not t.is_floating_point():
             return table[t.long()]
         t = t.to(torch.float64).clamp(0, self.T)

@@ -18,6 +18,7 @@ import torch
 
 from .denoiser import Prediction
 from .errors import DifflabError
+from .schedules import as_time
 
 Tensor = torch.Tensor
 
@@ -98,7 +99,7 @@ class MixtureDenoiser:
     def __call__(self, x_t: Tensor, t) -> Prediction:
         if x_t.ndim != 2 or x_t.shape[1] != self.mixture.dim:
             raise DifflabError(f"the mixture oracle takes points of shape (N, {self.mixture.dim}), got {tuple(x_t.shape)}.")
-        t = torch.as_tensor(t)
+        t = as_time(t)
         t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
         alpha = self.schedule.alpha(t.cpu()).to(torch.float64).to(x_t.device)
         sigma = self.schedule.sigma(t.cpu()).to(torch.float64).to(x_t.device)
@@ -108,7 +109,7 @@ class MixtureDenoiser:
 
     def score(self, x_t: Tensor, t) -> Tensor:
         """∇ log p_t(x_t) = −ε*/σ_t."""
-        t = torch.as_tensor(t)
+        t = as_time(t)
         t = t.expand(x_t.shape[0]) if t.ndim == 0 else t
         sigma = self.schedule.sigma(t.cpu()).to(x_t)
         return -self(x_t, t).eps / sigma[:, None]

@@ -1,0 +1,116 @@
+"""Euler and Heun on the probability-flow ODE in the EDM variables x/α, σ/α (Karras et al. 2022).
+
+Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models", Sec. 3 and
+Algorithms 1–2.
+
+Any schedule x_t = α_t x_0 + σ_t ε becomes the VE form of EDM in the scaled variables x̃ = x/α and
+σ̃ = σ/α = e^{−λ/2} (EDM Eq. 4 with s(t) = α_t, σ(t) = σ̃): x̃ = x_0 + σ̃ ε, and the probability-flow ODE
+is dx̃/dσ̃ = (x̃ − x̂_0)/σ̃ = ε̂ (EDM Eq. 3 and Table 1). The solvers step in σ̃ and evaluate the denoiser
+at x = α x̃, so they work unchanged for discrete VP, continuous VP, sub-VP and VE (α = 1) schedules.
+The last step goes to σ̃ = 0, where the Euler step x̃ − σ̃ ε̂ is exactly x̂_0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import DifflabError
+from ..random import randn
+from . import register, step_pairs
+from .dpm_solver import alpha_sigma, as_time, time_at
+
+
+def euler_update(x_tilde, eps, sigma_from: float, sigma_to: float):
+    """One Euler step of dx̃/dσ̃ = ε̂ (EDM Algorithm 1, the Euler step): x̃ + (σ̃_to − σ̃_from) ε̂."""
+    return x_tilde + (sigma_to - sigma_from) * eps
+
+
+def heun_update(x_tilde, eps, eps_next, sigma_from: float, sigma_to: float):
+    """Heun's second-order correction (EDM Algorithm 1, the second-order correction): x̃ + (σ̃_to − σ̃_from) (ε̂ + ε̂′)/2,
+    with ε̂′ evaluated at the Euler prediction."""
+    return x_tilde + (sigma_to - sigma_from) * 0.5 * (eps + eps_next)
+
+
+@register("euler", order=1, stochastic=False, nfe_per_step=1, min_steps=1)
+def euler(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
+          progress: bool = False) -> torch.Tensor:
+    """Euler on the probability-flow ODE dx̃/dσ̃ = ε̂ in x̃ = x/α, σ̃ = σ/α (Karras et al. 2022, Algorithm 1
+    without its second-order correction).
+
+    One NFE per step; the step to σ̃ = 0 returns x̂_0. In these variables the Euler step is exactly the
+    deterministic DDIM update (Song et al. 2021, "DDIM", Eq. 14), so both give the same samples on the
+    same times. EDM spaces the steps with ρ = 7: ``discretization="karras"``.
+    """
+    schedule = denoiser.schedule
+    x = x_T
+    for i, t, s in step_pairs(timesteps, progress, "euler"):
+        tt, ss = as_time(t), as_time(s)
+        pred = denoiser(x, tt)
+        a_t, s_t = alpha_sigma(schedule, tt)
+        a_s, s_s = alpha_sigma(schedule, ss)
+        x_next = a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s)
+        if callback is not None:
+            callback(i, t, x, pred)
+        x = x_next
+    return x
+
+
+def _number(value, name: str, low: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+        raise DifflabError(f"heun option {name} must be a number >= {low:g}, got {value!r}.")
+    return float(value)
+
+
+def churn_gamma(sigma: float, steps: int, s_churn: float, s_tmin: float, s_tmax: float) -> float:
+    """γ_i = min(S_churn/N, √2 − 1) if σ̃_i ∈ [S_tmin, S_tmax], else 0 (EDM Algorithm 2)."""
+    if s_churn > 0 and s_tmin <= sigma <= s_tmax:
+        return min(s_churn / steps, math.sqrt(2.0) - 1.0)
+    return 0.0
+
+
+@register("heun", order=2, stochastic=False, nfe_per_step=2, min_steps=2)
+def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, progress: bool = False,
+         s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf, s_noise: float = 1.0) -> torch.Tensor:
+    """EDM's second-order Heun sampler (Karras et al. 2022, Algorithm 1; Algorithm 2 when s_churn > 0).
+
+    Each step t → s is a Heun step in σ̃ (2 NFE), except the last one, to σ̃ = 0, which is an Euler step
+    returning x̂_0 (1 NFE): S visited times cost 2S − 1 NFE. With ``s_churn`` > 0 (the stochastic
+    sampler) each step whose σ̃_t lies in [``s_tmin``, ``s_tmax``] first raises the noise level to
+    σ̂ = (1 + γ) σ̃_t, γ = min(s_churn/S, √2 − 1), by adding N(0, ``s_noise``² (σ̂² − σ̃_t²)) noise to x̃
+    (Algorithm 2). The churned σ̂ is generally not a visited time: the denoiser is evaluated
+    at t̂ = ``schedule.t_from_lambda(−2 log σ̂)``, and σ̂ is taken as the schedule's σ̃ at t̂ (so a discrete
+    schedule caps it at its largest noise level). s_tmin, s_tmax are in σ̃ units.
+    EDM spaces the steps with ρ = 7: ``discretization="karras"``.
+    """
+    s_churn = _number(s_churn, "s_churn")
+    s_tmin, s_tmax = _number(s_tmin, "s_tmin"), _number(s_tmax, "s_tmax")
+    s_noise = _number(s_noise, "s_noise")
+    if s_tmin > s_tmax:
+        raise DifflabError(f"heun options need s_tmin <= s_tmax, got s_tmin = {s_tmin:g} and s_tmax = {s_tmax:g}.")
+    schedule = denoiser.schedule
+    n = len(timesteps)
+    x = x_T
+    for i, t, s in step_pairs(timesteps, progress, "heun"):
+        tt, ss = as_time(t), as_time(s)
+        a_t, s_t = alpha_sigma(schedule, tt)
+        a_s, s_s = alpha_sigma(schedule, ss)
+        sig_t, sig_s = s_t / a_t, s_s / a_s
+        x_tilde, t_hat, a_hat, sig_hat = x / a_t, tt, a_t, sig_t
+        gamma = churn_gamma(sig_t, n, s_churn, s_tmin, s_tmax)
+        if gamma > 0:  # Algorithm 2: move up to σ̂ by adding fresh noise
+            t_hat = time_at(schedule, -math.log(sig_t * (1 + gamma)))  # λ/2 = −log σ̂
+            a_hat, s_hat = alpha_sigma(schedule, t_hat)
+            sig_hat = s_hat / a_hat
+            z = randn(x.shape, generator, x.device, x.dtype)
+            x_tilde = x_tilde + s_noise * math.sqrt(max(sig_hat**2 - sig_t**2, 0.0)) * z
+        pred = denoiser(a_hat * x_tilde, t_hat)
+        x_tilde_next = euler_update(x_tilde, pred.eps, sig_hat, sig_s)
+        if s != 0:
+            eps_next = denoiser(a_s * x_tilde_next, ss).eps
+            x_tilde_next = heun_update(x_tilde, pred.eps, eps_next, sig_hat, sig_s)
+        if callback is not None:
+            callback(i, t, x, pred)
+        x = a_s * x_tilde_next
+    return x
