@@ -73,13 +73,19 @@ class GaussianMixture:
         return torch.logsumexp(self._log_component(x, mean, var), dim=-1)
 
     def posterior_mean(self, x_t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-        """E[x_0 | x_t] for x_t = α x_0 + σ ε (Bayes' rule per component, then the responsibilities)."""
+        """E[x_0 | x_t] for x_t = α x_0 + σ ε (Bayes' rule per component, then the responsibilities).
+
+        With the gain γ_k = α s_k² / (α² s_k² + σ²), E[x_0 | x_t] = Σ_k r_k (μ_k + γ_k (x_t − α μ_k))
+        = (Σ_k r_k γ_k) x_t + Σ_k r_k (1 − α γ_k) μ_k, and ‖x_t − α μ_k‖² is expanded into matrix products,
+        so a batch costs two (B, D) × (D, K) products."""
         x = x_t.to(torch.float64)
-        mean, var = self._noised(alpha.to(torch.float64), sigma.to(torch.float64))
-        resp = torch.softmax(self._log_component(x, mean, var), dim=-1)                       # (B, K)
-        gain = (alpha.to(torch.float64)[:, None] * self.stds ** 2 / var)                     # (B, K)
-        per_comp = self.means + gain[..., None] * (x[:, None, :] - mean)                     # (B, K, D)
-        return (resp[..., None] * per_comp).sum(1)
+        a = alpha.to(torch.float64)[:, None]                                                     # (B, 1)
+        var = a**2 * self.stds**2 + sigma.to(torch.float64)[:, None] ** 2                        # (B, K)
+        sq = ((x**2).sum(1, keepdim=True) - 2 * a * (x @ self.means.T) + a**2 * (self.means**2).sum(1)).clamp(min=0)
+        logits = torch.log(self.weights) - 0.5 * self.dim * torch.log(2 * math.pi * var) - 0.5 * sq / var
+        resp = torch.softmax(logits, dim=-1)                                                     # (B, K)
+        gain = a * self.stds**2 / var                                                            # (B, K)
+        return (resp * gain).sum(1, keepdim=True) * x + (resp * (1 - a * gain)) @ self.means
 
     def denoiser(self, schedule) -> "MixtureDenoiser":
         """The exact denoiser of this mixture under ``schedule`` (anything with alpha(t), sigma(t))."""

@@ -81,7 +81,7 @@ def unipc(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
     registered one). One NFE per step: the model value at each visited time serves the corrector of
     the step into it and the predictor of the step out of it; the step to the data is first order
     (it returns x̂_0 at the last predicted point) and has no corrector after it. The first steps warm
-    up from p = 1; with ``lower_order_final`` and fewer than 10 steps the order comes down at the end.
+    up from p = 1; with ``lower_order_final`` and fewer than 15 steps the order comes down at the end.
     ``corrector=False`` gives the plain UniP-p. The paper spaces the steps evenly in λ
     (``discretization="logsnr"``).
     """
