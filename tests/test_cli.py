@@ -123,3 +123,17 @@ def test_quick_demo_writes_every_picture(tmp_path, capsys):
     (other / "precious.txt").write_text("keep")
     code, _, err = run_cli(capsys, "demo", "--out", other, "--quick")
     assert code == 2 and "not a difflab demo directory" in err and (other / "precious.txt").read_text() == "keep"
+
+
+def test_likelihood_command(toy_run, tmp_path, capsys):
+    out = tmp_path / "nll.json"
+    code, stdout, err = run_cli(capsys, "likelihood", toy_run, "--num", 8, "--rtol", "1e-3", "--atol", "1e-3", "--out", out)
+    assert code == 0, err
+    import json
+    result = json.loads(out.read_text())
+    assert result["unit"] == "nats" and result["num"] == 8 and np.isfinite(result["mean"])
+    assert "NLL (nats)" in stdout
+    code, _, err = run_cli(capsys, "likelihood", toy_run, "--method", "vlb")
+    assert code == 2 and "unknown likelihood method 'vlb'" in err
+    code, _, err = run_cli(capsys, "likelihood", toy_run, "--rtol", "0")
+    assert code == 2 and "rtol" in err

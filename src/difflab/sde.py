@@ -187,7 +187,7 @@ def sde_coefficients(schedule, t, dt: float = 1e-4) -> tuple[Tensor, Tensor]:
     f = d log α/dt, g² = dσ²/dt − 2 f σ² (Kingma et al. 2021, Appx. A), by central differences in t
     (in timesteps for a discrete schedule, whose α is piecewise linear in ᾱ)."""
     t = _t64(t)
-    lo = (t - dt).clamp(min=0.0)
+    lo = torch.maximum(t - dt, t / 2)  # never reach t = 0, where σ jumps to 0 by convention (VE)
     hi = (t + dt).clamp(max=float(schedule.t_max))
     width = hi - lo
     f = (torch.log(schedule.alpha(hi)) - torch.log(schedule.alpha(lo))) / width

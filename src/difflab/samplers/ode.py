@@ -1,7 +1,9 @@
-"""The probability-flow ODE (Song et al. 2021, "Score-Based Generative Modeling through Stochastic
-Differential Equations", Sec. 4.3, Eq. 13) solved with an adaptive Dormand–Prince 5(4) Runge–Kutta
-method (Dormand & Prince 1980, "A family of embedded Runge-Kutta formulae"; Hairer, Nørsett & Wanner,
-"Solving Ordinary Differential Equations I", Sec. II.4–II.5 for the step-size control).
+"""The probability-flow ODE (Song et al. 2021, Eq. 13) solved by adaptive Dormand–Prince 5(4).
+
+Song et al. 2021, "Score-Based Generative Modeling through Stochastic Differential Equations", Sec. 4.3;
+the solver is the embedded Runge–Kutta pair of Dormand & Prince 1980 ("A family of embedded Runge-Kutta
+formulae") with the step-size control of Hairer, Nørsett & Wanner, "Solving Ordinary Differential
+Equations I", Sec. II.4–II.5.
 
 The ODE dx/dt = f(t) x − ½ g²(t) ∇log p_t(x) has the same marginals p_t as the forward SDE
 dx = f(t) x dt + g(t) dw; with the score −ε̂/σ_t it reads dx/dt = f(t) x + ½ g²(t) ε̂/σ_t. Here f and g²
