@@ -75,7 +75,7 @@ PRESETS: dict[str, dict] = {
     "8gaussians-vp": _with_schedule(_toy("8gaussians"), "vp"),
     "8gaussians-ve": _with_schedule(_toy("8gaussians"), "ve", sigma_min=0.01, sigma_max=4.0),
     "8gaussians-ncsn": {**_with_schedule(_toy("8gaussians"), "ncsn", sigma_min=0.01, sigma_max=4.0, levels=20),
-                        "sample": {"sampler": "ddim", "steps": 20, "clip": False}},
+                        "sample": {"sampler": "langevin", "steps": 20, "clip": False}},
     "swissroll-vp": _with_schedule(_toy("swissroll"), "vp"),
     "fashion-mnist": _mnist_like("fashion-mnist"),
 }
