@@ -4,6 +4,16 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of many tiny tensor operations (oracle-driven samplers): one thread, as OpenMP
+    threads cost far more than they save on tensors this small, most of all on busy shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY_TOY = """
 preset: 8gaussians
 model: {hidden: 32, depth: 2, time_dim: 16}

@@ -15,6 +15,8 @@ from difflab.errors import DifflabError
 from difflab.samplers import spaced_timesteps
 from difflab.random import generators_from_seeds
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MEANS, STDS, WEIGHTS = np.array([-1.5, 1.0]), np.array([0.3, 0.5]), np.array([0.3, 0.7])
 
 

@@ -22,13 +22,7 @@ from difflab.toy import GaussianMixture
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The oracle works on tiny tensors, where two OpenMP threads on busy shared cores cost 1000x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def at(t):

@@ -21,13 +21,7 @@ from difflab.toy import GaussianMixture
 SOLVERS = ("euler", "heun", "dpm_solver", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc", "plms")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests make many tiny tensor operations; one thread avoids contention on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_schedule(name):

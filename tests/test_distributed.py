@@ -1,0 +1,107 @@
+"""torchrun data parallelism: two processes follow one process's loss curve and end at its weights
+(within float rounding), resume under torchrun is exact, and a world size that does not divide the
+batch is refused with one sentence."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from difflab.training import checkpoint
+
+pytest.importorskip("torch.distributed")
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():  # pragma: no cover
+    pytest.skip("this PyTorch build has no gloo backend", allow_module_level=True)
+
+TINY = """
+preset: 8gaussians
+model: {hidden: 32, depth: 2, time_dim: 16}
+diffusion: {T: 100}
+train: {steps: 20, batch_size: 64, log_every: 1, save_every: 10, sample_every: 0, num_samples: 16, keep: 3}
+sample: {steps: 5}
+data: {num: 2000}
+"""
+RTOL = 1e-4
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _torchrun(nproc, *args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+           "-m", "difflab", "train", *map(str, args), "--no-progress", "--device", "cpu"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+
+
+def _single(*args):
+    cmd = [sys.executable, "-m", "difflab", "train", *map(str, args), "--no-progress", "--device", "cpu"]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+
+
+def _losses(run):
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    return torch.tensor([[float(x) for x in r.split(",")[:2]] for r in rows], dtype=torch.float64)
+
+
+def _weights(run, name):
+    return load_file(str(checkpoint.list_checkpoints(run)[-1] / f"{name}.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    cfg = root / "tiny.yaml"
+    cfg.write_text(TINY)
+    two = _torchrun(2, cfg, "--out", root / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _single(cfg, "--out", root / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    return cfg, root, two
+
+
+def test_two_processes_follow_one(runs):
+    cfg, root, two = runs
+    assert "2 processes" in two.stdout and two.stdout.count("trained ") == 1  # rank 0 alone reports
+    a, b = _losses(root / "two"), _losses(root / "one")
+    assert a.shape == (20, 2) and torch.equal(a[:, 0], b[:, 0])
+    torch.testing.assert_close(a[:, 1], b[:, 1], rtol=RTOL, atol=0)
+    for name in ("model", "ema"):
+        wa, wb = _weights(root / "two", name), _weights(root / "one", name)
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=RTOL, atol=RTOL * float(wb[k].abs().max()), msg=f"{name}.{k}")
+    state = checkpoint.verify(checkpoint.list_checkpoints(root / "two")[-1])
+    assert state["world_size"] == 2 and state["step"] == 20
+    # rank 0 alone wrote: one sample grid, no temporary files
+    assert [p.name for p in (root / "two" / "samples").iterdir()] == ["step_00000020.png"]
+    assert not [p for p in (root / "two").iterdir() if p.name.startswith(".")]
+
+
+def test_resume_under_torchrun_is_exact(runs):
+    cfg, root, _ = runs
+    out = root / "resumed"
+    first = _torchrun(2, cfg, "--out", out, "--steps", 10)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _torchrun(2, cfg, "--out", out, "--resume", "--steps", 20)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming" in second.stdout and "from step 10" in second.stdout
+    for name in ("model", "ema"):  # the same float operations in the same order: bit for bit
+        wa, wb = _weights(root / "two", name), _weights(out, name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    assert torch.equal(_losses(out), _losses(root / "two"))
+
+
+def test_world_size_must_divide_the_batch(runs, tmp_path):
+    cfg = tmp_path / "odd.yaml"
+    cfg.write_text(TINY.replace("batch_size: 64", "batch_size: 63"))
+    proc = _torchrun(2, cfg, "--out", tmp_path / "run")
+    assert proc.returncode != 0
+    msg = "train.batch_size = 63 cannot be split over 2 processes"
+    assert proc.stderr.count(msg) == 1, proc.stderr[-3000:]  # one sentence, from rank 0
+    assert not (tmp_path / "run").exists()
