@@ -100,13 +100,15 @@ def prior_std(schedule) -> float:
 
 
 def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 50, generator: GeneratorLike = None,
-           x_T: torch.Tensor | None = None, discretization: str = "trailing", device=None, callback=None,
+           x_T: torch.Tensor | None = None, discretization: str | None = None, device=None, callback=None,
            progress: bool = False, **sampler_options) -> torch.Tensor:
     """Draw samples of ``shape`` from any denoiser, in the denoiser's (model) coordinates.
 
     ``generator`` is one ``torch.Generator`` or a list of them, one per sample (then sample i
     depends on generator i alone). ``x_T`` starts from given noise instead of drawing it.
-    ``discretization`` names the times visited (see :mod:`difflab.samplers.discretizations`).
+    ``discretization`` names the times visited (see :mod:`difflab.samplers.discretizations`); by
+    default ``trailing`` for discrete schedules and ``logsnr`` for continuous ones, where steps uniform
+    in t leave one huge log-SNR jump at the end that the high-order solvers do not survive.
     """
     fn = get(sampler)
     allowed = options(sampler)
@@ -114,6 +116,8 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         if key not in allowed:
             raise DifflabError(f"sampler {sampler!r} has no option {key!r}; its options are {', '.join(allowed) or 'none'}.")
     schedule = denoiser.schedule
+    if discretization is None:
+        discretization = "trailing" if schedule.discrete else "logsnr"
     timesteps = discretize(schedule, steps, discretization)
     if steps < _INFO[sampler]["min_steps"]:
         raise DifflabError(f"sampler {sampler!r} needs at least {_INFO[sampler]['min_steps']} steps, got {steps}.")
