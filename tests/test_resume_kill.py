@@ -155,6 +155,10 @@ def test_long_run_flags_are_recorded_and_summarised(cfg, tmp_path, capsys):
     tr = json.loads((out / "config.json").read_text())["train"]
     assert (tr["steps"], tr["log_every"], tr["save_every"]) == (16, 1, 7)
     assert [r[0] for r in _log(out)[1:]] == ["5", "10", "14", "15", "16"]
+    # the run's own config.json is a config too (the run options in its train section included)
+    code = main(["train", str(out / "config.json"), "--out", str(out), "--no-progress", "--resume", "--steps", "17"])
+    assert code == 0, capsys.readouterr().err
+    assert checkpoint.list_checkpoints(out)[-1].name == "ckpt-00000017"
 
 
 def test_tensorboard_events_follow_the_csv(cfg, tmp_path):

@@ -21,6 +21,7 @@ SECTIONS: dict[str, dict] = {
         "steps": 2000, "batch_size": 128, "lr": 2e-4, "weight_decay": 0.0, "warmup": 100,
         "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 50, "sample_every": 0,
         "save_every": 1000, "keep": 2, "num_samples": 64,
+        "precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False,
     },
     "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip": True},
 }

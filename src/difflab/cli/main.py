@@ -28,9 +28,21 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
     t.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
     t.add_argument("--seed", type=_int, help="random seed (default: the config's)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
-    t.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest valid checkpoint (CONFIG must be the run's own)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="fp32, or bf16 autocast (default: the run's, fp32)")
+    t.add_argument("--grad-accum", type=_int, default=None, metavar="K",
+                   help="split each batch into K micro-batches whose gradients add up to one step")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format for image models")
+    t.add_argument("--log-every", type=_int, default=None, metavar="N", help="log the mean loss every N steps (train.log_every)")
+    t.add_argument("--sample-every", type=_int, default=None, metavar="N", help="sample grid every N steps, 0: at the end (train.sample_every)")
+    t.add_argument("--save-every", type=_int, default=None, metavar="N", help="checkpoint every N steps, 0: at the end (train.save_every)")
+    t.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes with a checkpoint, to continue with --resume")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="run directory")
@@ -39,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=_int, default=64, help="number of samples")
     s.add_argument("--eta", type=float, default=None, help="DDIM η >= 0 (0: deterministic)")
     s.add_argument("--variance", default=None, help="DDPM σ²: beta_tilde (default) or beta")
-    s.add_argument("--discretization", default="trailing",
-                   help="times visited: trailing (default), leading, linspace, quadratic, karras, logsnr, sections:90,60,...")
+    s.add_argument("--discretization", default=None,
+                   help="times visited: trailing, leading, linspace, quadratic, karras, logsnr, sections:90,60,... "
+                        "(default: trailing for discrete schedules, logsnr for continuous ones)")
     s.add_argument("--seed", type=_int, default=0, help="seed; sample i depends on (seed, i) alone")
     s.add_argument("--batch-size", type=_int, default=1000, help="samples drawn at once")
     s.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
@@ -52,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("samplers", help="list the samplers: order, stochastic or not, network evaluations per step")
 
+    lk = sub.add_parser("likelihood", help="log-likelihood of held-out data: nats (toys) or bits/dim (images)")
+    lk.add_argument("run", help="run directory")
+    lk.add_argument("--method", default="ode", help="ode: the probability-flow ODE with the instantaneous change of variables")
+    lk.add_argument("--num", type=_int, default=256, help="number of test examples (default 256)")
+    lk.add_argument("--trace", default=None, help="exact or hutchinson (default: exact for D <= 16)")
+    lk.add_argument("--rtol", type=float, default=1e-5)
+    lk.add_argument("--atol", type=float, default=1e-5)
+    lk.add_argument("--batch-size", type=_int, default=256)
+    lk.add_argument("--seed", type=_int, default=0, help="seed for dequantization noise and Hutchinson probes")
+    lk.add_argument("--out", default=None, help="also write the result as JSON to this file")
+
     c = sub.add_parser("schedules", help="compare the noise schedules")
     c.add_argument("--T", type=_int, default=1000, help="number of timesteps (default 1000)")
     c.add_argument("--plot", help="write a picture of ᾱ_t and the log-SNR over t/T to this .png")
@@ -59,15 +83,31 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a) -> None:
-    from ..config import resolve
-    from ..training.trainer import train
+    """``difflab train``; under torchrun every process runs it (rank 0 alone prints errors)."""
+    from pathlib import Path
 
-    config = None if a.resume else resolve(a.config)
-    if a.resume:
-        from pathlib import Path
-        if not (Path(a.out) / "config.json").is_file():
-            raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json).")
-    train(config, a.out, steps=a.steps, seed=a.seed, resume=a.resume, progress=not a.no_progress, device=a.device)
+    from ..config import load_file, resolve
+    from ..errors import DifflabError
+    from ..training.distributed import from_env
+    from ..training.trainer import split_run_options, train
+
+    try:
+        if a.resume and not (Path(a.out) / "config.json").is_file():
+            raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
+                         else f"cannot resume: run directory {a.out!r} does not exist.")
+        spec, options = a.config, {}
+        if Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):  # a file may set the run options too
+            spec, options = split_run_options(load_file(spec))
+        flags = {"precision": a.precision, "grad_accum": a.grad_accum, "compile": a.compile, "channels_last": a.channels_last}
+        flags = {k: options.get(k) if v is None else v for k, v in flags.items()}
+        train(resolve(spec), a.out, steps=a.steps, seed=a.seed, resume=a.resume, progress=not a.no_progress,
+              device=a.device, log_every=a.log_every, sample_every=a.sample_every, save_every=a.save_every,
+              max_minutes=a.max_minutes, precision=flags["precision"], grad_accum=flags["grad_accum"],
+              compile_model=flags["compile"], channels_last=flags["channels_last"])
+    except DifflabError:
+        if not from_env().is_main:
+            raise SystemExit(2) from None  # the same sentence comes from rank 0
+        raise
 
 
 def _cmd_sample(a) -> None:
@@ -125,6 +165,44 @@ def _cmd_schedules(a) -> None:
         print(f"wrote {a.plot}")
 
 
+def _cmd_likelihood(a) -> None:
+    import math
+    import time
+
+    import torch
+
+    from ..data import load_dataset
+    from ..run import load
+
+    if a.method != "ode":
+        raise _error(f"unknown likelihood method {a.method!r}; expected 'ode' (the variational bound comes with learned variances).")
+    if a.num < 1 or a.batch_size < 1:
+        raise _error("--num and --batch-size must be positive integers.")
+    run = load(a.run)
+    d = run.config["data"]
+    data = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"],
+                        num=a.num, split="test", seed=run.config["seed"]).data[:a.num]
+    gen = torch.Generator().manual_seed(a.seed)
+    t0 = time.perf_counter()
+    values, nfes = [], []
+    from ..progress import progress_bar
+    for lo in progress_bar(range(0, len(data), a.batch_size), desc="likelihood", unit="batch"):
+        v, nfe = run.log_likelihood(data[lo:lo + a.batch_size], rtol=a.rtol, atol=a.atol, trace=a.trace, generator=gen)
+        values.append(v)
+        nfes.append(nfe)
+    v = torch.cat(values).double()
+    unit = "bits/dim" if run.kind == "image" else "nats"
+    mean, err = float(v.mean()), float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    shown = mean if run.kind == "image" else -mean
+    label = "bits/dim" if run.kind == "image" else "NLL (nats)"
+    print(f"{label} of {len(v)} test examples of {d['name']} (probability-flow ODE, rtol {a.rtol}): "
+          f"{shown:.4f} ± {err:.4f}; {sum(nfes) / len(nfes):.0f} evaluations per batch; {time.perf_counter() - t0:.1f}s")
+    if a.out:
+        from ..io import write_json
+        write_json(a.out, {"run": str(a.run), "method": a.method, "unit": unit, "num": len(v), "mean": mean,
+                           "stderr": err, "nfe_per_batch": nfes, "rtol": a.rtol, "atol": a.atol})
+
+
 def _cmd_samplers(a) -> None:
     from .. import samplers
 
@@ -145,7 +223,7 @@ def _error(message: str):
 
 
 COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules,
-            "samplers": _cmd_samplers}
+            "samplers": _cmd_samplers, "likelihood": _cmd_likelihood}
 
 
 def main(argv: list[str] | None = None) -> int:

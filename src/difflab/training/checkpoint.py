@@ -5,8 +5,12 @@ A checkpoint is a directory ``ckpt-<step>`` inside the run directory holding
 ``trainer.safetensors`` (optimizer moments, data order, RNG states) and ``state.json`` (step,
 optimizer hyper-parameters, and the SHA-256 of each file). It is written into a temporary
 directory, every file fsync'ed, then renamed into place, so a crash leaves either the old set of
-checkpoints or the new one, never a half-written one. The last ``keep`` checkpoints are kept.
-Nothing is pickled.
+checkpoints or the new one, never a half-written one. A temporary directory left by a killed
+process (``.ckpt-*``, ``.trash.*``) is ignored when reading and removed by the next save. The
+last ``keep`` checkpoints are kept. Nothing is pickled.
+
+Test hook: ``DIFFLAB_TEST_SLOW_SAVE=<seconds>`` sleeps that long before each file of a save, to
+widen the window in which ``tests/test_resume_kill.py`` kills the process mid-write.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -36,12 +41,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _test_pause() -> None:
+    delay = os.environ.get("DIFFLAB_TEST_SLOW_SAVE")
+    if delay:
+        time.sleep(float(delay))
+
+
+def remove_leftovers(run_dir: str | Path) -> None:
+    """Delete temporary directories that an interrupted save left in ``run_dir``."""
+    for p in Path(run_dir).glob(f".{PREFIX}*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in Path(run_dir).glob(".trash.*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def save(run_dir: str | Path, step: int, tensors: dict[str, dict[str, torch.Tensor]], state: dict, keep: int = 2) -> Path:
     """Write checkpoint ``step``: ``tensors`` maps each of model/ema/trainer to a flat tensor dict."""
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(run_dir)  # one writer per run directory: any temporary one is a killed save's
     final = run_dir / f"{PREFIX}{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=run_dir))
     try:
@@ -49,10 +69,12 @@ def save(run_dir: str | Path, step: int, tensors: dict[str, dict[str, torch.Tens
         for name in FILES:
             key = name.split(".")[0]
             path = tmp / name
+            _test_pause()
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors[key].items()}, str(path))
             with open(path, "rb+") as f:
                 os.fsync(f.fileno())
             checksums[name] = _sha256(path)
+        _test_pause()
         with open(tmp / "state.json", "w") as f:
             json.dump({**state, "step": step, "sha256": checksums}, f, indent=2)
             f.flush()
@@ -69,8 +91,10 @@ def save(run_dir: str | Path, step: int, tensors: dict[str, dict[str, torch.Tens
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in list_checkpoints(run_dir)[:-keep]:  # renamed first, so a kill never leaves half of one
+        trash = Path(tempfile.mkdtemp(prefix=".trash.", dir=run_dir))
+        os.replace(old, trash / old.name)
+        shutil.rmtree(trash, ignore_errors=True)
     return final
 
 

@@ -1,24 +1,47 @@
 """The training loop: L_simple with AdamW, warm-up, gradient clipping and EMA weights
-(Ho et al. 2020, Algorithm 1 and Appx. B), logged to CSV, with sample grids and atomic checkpoints.
+(Ho et al. 2020, Algorithm 1 and Appx. B), logged to CSV (and TensorBoard when it is installed),
+with sample grids and atomic checkpoints.
 
-A run directory holds ``config.json`` (the resolved config, with the data normalisation),
-``log.csv``, ``loss.png``, ``samples/step_<n>.png`` and the checkpoints ``ckpt-<n>/``. The
-trainer state (optimizer moments, data order, every RNG state) is saved with the weights so a
-run can continue with ``resume=True``.
+A run directory holds ``config.json`` (the resolved config, with the data normalisation and the
+options the run was trained with), ``log.csv``, ``loss.png``, ``samples/step_<n>.png`` and the
+checkpoints ``ckpt-<n>/``. The trainer state (optimizer moments, data order, generator states,
+the half-filled log window) is saved with the weights, so ``resume=True`` continues a run
+exactly: a run killed at any moment and resumed ends bit for bit where an uninterrupted one does.
+
+One optimizer step sees a global batch of B = ``train.batch_size`` examples. Their indices,
+timesteps and noise are drawn for the whole batch from generators seeded by the run's seed;
+under torchrun each of N processes keeps its slice of B/N (DDP averages the gradients), and with
+``grad_accum`` = K each slice is fed to the model in K micro-batches whose gradients add up. So
+the number of processes and K change the float rounding, not the run. Dropout draws from the
+global generator, reseeded every step from (seed, rank, step).
+
+Options recorded in ``config.json``'s train section besides the config keys: ``precision``
+(fp32, or bf16 autocast), ``grad_accum``, ``compile`` (torch.compile) and ``channels_last``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from ..errors import DifflabError
 from ..io import write_json
-from . import checkpoint
+from . import checkpoint, distributed
 from .ema import EMA
+
+# options of a run beyond the config file's keys, with their defaults (kept in config["train"])
+RUN_OPTIONS = {"precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+LOG_HEADER = "step,loss,lr,grad_norm,seconds"
+# keys that may differ between a run's config.json and the config it is resumed with
+RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
+                                         *RUN_OPTIONS)}
 
 
 class _DataOrder:
@@ -62,135 +85,383 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def _prepare_run_dir(out: Path, config: dict, resume: bool) -> dict:
-    """Check the run directory; on resume return the saved config, else write the new one."""
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _config_differences(saved: dict, given: dict) -> list[str]:
+    """Dotted keys whose values differ between a run's config and another one (run-length keys aside)."""
+    a = _flat({k: v for k, v in saved.items() if k not in ("normalization", "preset")})
+    b = _flat({k: v for k, v in given.items() if k not in ("normalization", "preset")})
+    missing = object()
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in RESUMABLE_KEYS:
+            continue
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            show = lambda v: "unset" if v is missing else json.dumps(v)  # noqa: E731
+            diffs.append(f"{key} (run: {show(va)}, given: {show(vb)})")
+    return diffs
+
+
+def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
+    """The config to train with: on resume the run's own (checked against ``config`` if given),
+    else a copy of ``config``. Reads only, so every rank can run it before any rank writes."""
     cfg_path = out / "config.json"
     if resume:
         if not cfg_path.is_file():
+            if not out.exists():
+                raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
             raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
-        return json.loads(cfg_path.read_text())
-    if out.exists() and (cfg_path.exists() or checkpoint.list_checkpoints(out)):
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+        if config is not None:
+            diffs = _config_differences(saved, config)
+            if diffs:
+                more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
+                                   "Pass the preset or config file the run was started with, or choose a new --out.")
+        if seed is not None and seed != saved.get("seed"):
+            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
+                               f"{saved.get('seed')}; leave --seed out when resuming.")
+        return saved
+    if config is None:
+        raise DifflabError("train needs a config (a preset name, a config file or a dict) unless it resumes a run.")
+    if out.exists() and not out.is_dir():
+        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
+    if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
         raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
+    config = copy.deepcopy(config)
+    if seed is not None:
+        config["seed"] = seed
     return config
 
 
-def train(config: dict, out: str | Path, steps: int | None = None, seed: int | None = None, resume: bool = False,
-          progress: bool = True, device: str = "cpu", log=print) -> Path:
-    """Train the model a resolved config describes, in run directory ``out``; return ``out``."""
+def split_run_options(raw: dict) -> tuple[dict, dict]:
+    """A raw config (a file's mapping, such as a run's config.json) without the run options in its
+    train section, and those options: so a config file may set them and a run's config.json can
+    be given as a config again."""
+    raw = copy.deepcopy(raw)
+    tr = raw.get("train")
+    options = {k: tr.pop(k) for k in RUN_OPTIONS if k in tr} if isinstance(tr, dict) else {}
+    return raw, options
+
+
+def _apply_options(tr: dict, options: dict) -> None:
+    """Set the flags' values in the train section and check every option there."""
+    for key, default in RUN_OPTIONS.items():
+        tr.setdefault(key, default)
+    tr.update({k: v for k, v in options.items() if v is not None})
+
+    def positive_int(key, flag, minimum=1, what="a positive integer"):
+        v = tr[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise DifflabError(f"{flag} must be {what}, got {v!r}.")
+
+    positive_int("steps", "--steps")
+    positive_int("log_every", "--log-every")
+    positive_int("sample_every", "--sample-every", 0, "an integer >= 0 (0: only at the end)")
+    positive_int("save_every", "--save-every", 0, "an integer >= 0 (0: only at the end)")
+    positive_int("grad_accum", "--grad-accum")
+    if tr["precision"] not in PRECISIONS:
+        raise DifflabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {tr['precision']!r}.")
+    for key, flag in (("compile", "--compile"), ("channels_last", "--channels-last")):
+        if not isinstance(tr[key], bool):
+            raise DifflabError(f"{flag} must be true or false, got {tr[key]!r}.")
+
+
+def train(config: dict | None, out: str | Path, steps: int | None = None, seed: int | None = None, resume: bool = False,
+          progress: bool = True, device: str | None = None, log=print, *, log_every: int | None = None,
+          sample_every: int | None = None, save_every: int | None = None, max_minutes: float | None = None,
+          precision: str | None = None, grad_accum: int | None = None, compile_model: bool | None = None,
+          channels_last: bool | None = None) -> Path:
+    """Train the model a resolved config describes, in run directory ``out``; return ``out``.
+
+    With ``resume=True`` the run in ``out`` continues from its newest valid checkpoint (from step
+    0 if it has none yet) with its own config.json; a ``config`` given then must match it apart
+    from the run-length and logging keys. Keyword options override the train section and are
+    recorded in config.json; ``max_minutes`` (not recorded) stops this session after that long,
+    with a checkpoint to resume from. ``device`` None means cuda when available, else cpu. Under
+    torchrun every process calls this; rank 0 alone writes and logs.
+    """
+    world = distributed.from_env()
+    out = Path(out)
+    config = _prepare_config(out, config, resume, seed)
+    _apply_options(config["train"], {"steps": steps, "log_every": log_every, "sample_every": sample_every,
+                                     "save_every": save_every, "precision": precision, "grad_accum": grad_accum,
+                                     "compile": compile_model, "channels_last": channels_last})
+    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
+                                    or not max_minutes > 0):
+        raise DifflabError(f"--max-minutes must be a positive number, got {max_minutes!r}.")
+    micro = distributed.check_split(config["train"]["batch_size"], world.world_size, config["train"]["grad_accum"])
+    dev = distributed.pick_device(device, world)
+    if not world.is_main:
+        log = lambda *_: None  # noqa: E731
+        progress = False
+    world.start(dev)
+    try:
+        return _train(config, out, resume, world, dev, micro, progress, log, max_minutes)
+    finally:
+        world.stop()
+
+
+def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev: torch.device, micro: int,
+           progress: bool, log, max_minutes: float | None) -> Path:
     from ..data import load_dataset
     from ..models import build_model
-    from ..objectives import l_simple
+    from ..objectives import l_simple, uniform_timesteps
+    from ..random import randn
     from ..run import Normalization, build_denoiser
 
-    out = Path(out)
-    config = _prepare_run_dir(out, config, resume)
-    if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise DifflabError(f"--steps must be a positive integer, got {steps!r}.")
-        config["train"]["steps"] = steps
-    if seed is not None and not resume:
-        config["seed"] = seed
     tr, seed = config["train"], config["seed"]
-
+    main = world.is_main
     d = config["data"]
     dataset = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"], num=d["num"], seed=seed)
     norm = Normalization.fit(dataset.kind, dataset.data) if "normalization" not in config \
         else Normalization.from_config(config["normalization"])
     config["normalization"] = norm.to_config()
     _check_model_fits(config["model"], dataset)
-    data = norm.to_model(dataset.data).to(device)
+    data = norm.to_model(dataset.data).to(dev)
 
-    torch.manual_seed(seed)  # dropout and anything else that uses the global generator
-    model = build_model(config["model"]).to(device)
-    ema = EMA(model, tr["ema_decay"])
+    torch.manual_seed(seed)  # the initial weights, alike on every rank
+    model = build_model(config["model"]).to(dev)
+    if tr["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    ema = EMA(model, tr["ema_decay"]) if main else None
     opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = _DataOrder(data.shape[0], tr["batch_size"], data_gen)
-    start = 0
+    batch_size = tr["batch_size"]
+    order = _DataOrder(data.shape[0], batch_size, data_gen)
+    start, window = 0, [0.0, 0]  # window: sum and count of step losses not yet logged
 
-    if resume:
-        ckpt = checkpoint.latest_valid(out)
+    if resume and checkpoint.list_checkpoints(out):
+        with warnings.catch_warnings():
+            if not main:
+                warnings.simplefilter("ignore")
+            ckpt = checkpoint.latest_valid(out)
         state = json.loads((ckpt / "state.json").read_text())
         model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
-        ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
+        if main:
+            ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
+            ema.updates = state["ema_updates"]
         extra = checkpoint.load_tensors(ckpt, "trainer")
         opt.load_state_dict(_unflatten_optimizer(extra, state["param_groups"]))
-        torch.set_rng_state(extra["rng.global"])
         data_gen.set_state(extra["rng.data"])
         noise_gen.set_state(extra["rng.noise"])
         order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
-        ema.updates = state["ema_updates"]
+        window = list(state.get("log_window", [0.0, 0]))
         start = state["step"]
         log(f"resuming {out} from step {start} ({ckpt.name})")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config)
+    elif resume:
+        log(f"{out} holds no checkpoint yet; starting it from step 0")
     if start >= tr["steps"]:
         log(f"{out} has already been trained for {start} steps (target {tr['steps']}); nothing to do.")
+        if main and start == tr["steps"] and not (out / "samples" / f"step_{start:08d}.png").exists():
+            _finish(config, norm, build_denoiser(ema.model, config), out, start, dataset)  # killed after the last save
         return out
+    world.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
 
-    denoiser = build_denoiser(ema.model, config)
-    csv_path = out / "log.csv"
-    _truncate_log(csv_path, start)
-    new_log = not csv_path.exists()
-    csv = open(csv_path, "a")
-    if new_log:
-        csv.write("step,loss,lr,grad_norm,seconds\n")
+    schedule = build_denoiser(model, config).schedule
+    param = config["diffusion"]["parameterization"]
+    net = world.wrap(model, dev)
+    if tr["compile"]:
+        net = _compile(net)
+    autocast = _autocast(tr["precision"], dev)
+    to_memory = (lambda x: x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x) \
+        if tr["channels_last"] else (lambda x: x)
+    per_rank = batch_size // world.world_size
+    accum = tr["grad_accum"]
+
+    def forward(x, t):
+        return net(to_memory(x), t)
+
+    def train_step(step: int) -> tuple[float, float, float]:
+        """One optimizer step on the global batch; returns (this rank's loss sum, grad norm, lr)."""
+        lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
+        for group in opt.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(_dropout_seed(seed, world.rank, step))
+        x0 = data[order.next().to(data.device)]
+        t = uniform_timesteps(schedule, batch_size, noise_gen, dev)  # drawn as l_simple draws them
+        eps = randn(x0.shape, noise_gen, dev, x0.dtype)
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=dev)
+        lo = world.rank * per_rank
+        for k in range(accum):
+            s = slice(lo + k * micro, lo + (k + 1) * micro)
+            sync = net.no_sync() if world.started and k < accum - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast:
+                    losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s])
+                (losses.sum() / per_rank).backward()
+            total += losses.detach().sum()
+        max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        opt.step()
+        if main:
+            ema.update(model)
+        return float(total), grad_norm, lr
 
     def save(step: int) -> None:
         opt_tensors, groups = _flatten_optimizer(opt)
-        trainer_tensors = {**opt_tensors, "rng.global": torch.get_rng_state(), "rng.data": data_gen.get_state(),
-                           "rng.noise": noise_gen.get_state(), "data.perm": order.perm}
+        trainer_tensors = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(),
+                           "data.perm": order.perm}
         checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": trainer_tensors},
-                        {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates}, keep=tr["keep"])
+                        {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates,
+                         "log_window": window, "world_size": world.world_size}, keep=tr["keep"])
+
+    csv = bar = tb = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temp_files(out)
+        write_json(out / "config.json", config)
+        denoiser = build_denoiser(ema.model, config)
+        csv_path = out / "log.csv"
+        _truncate_log(csv_path, start)
+        new_log = not csv_path.exists()
+        csv = open(csv_path, "a")
+        if new_log:
+            csv.write(LOG_HEADER + "\n")
+            csv.flush()
+        tb = _tensorboard(out, start)
+        if progress:
+            from ..progress import progress_bar
+            bar = progress_bar(total=tr["steps"], initial=start, desc=f"train {config['data']['name']}", unit="step")
 
     def sample_grid(step: int) -> None:
         _write_samples(config, norm, denoiser, out / "samples" / f"step_{step:08d}.png", tr["num_samples"], seed, dataset)
 
-    bar = None
-    if progress:
-        from ..progress import progress_bar
-        bar = progress_bar(total=tr["steps"], initial=start, desc=f"train {config['data']['name']}", unit="step")
-    t0, running, count = time.perf_counter(), 0.0, 0
+    max_seconds = None if max_minutes is None else 60.0 * max_minutes
+    t0, step, stopped, last_mean = time.perf_counter(), start, False, float("nan")
     model.train()
     try:
         for step in range(start + 1, tr["steps"] + 1):
-            lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
-            for group in opt.param_groups:
-                group["lr"] = lr
-            batch = data[order.next().to(data.device)]
-            loss = l_simple(model, denoiser.schedule, batch, config["diffusion"]["parameterization"], noise_gen).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-            opt.step()
-            ema.update(model)
-            running += float(loss.detach())
-            count += 1
+            if tr["compile"] and step == start + 1:
+                try:
+                    loss_sum, grad_norm, lr = train_step(step)
+                except Exception as e:
+                    if type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                        raise DifflabError(f"--compile: torch.compile could not build the model on this machine "
+                                           f"({str(e).strip().splitlines()[0][:200]}); run without --compile.") from None
+                    raise
+            else:
+                loss_sum, grad_norm, lr = train_step(step)
+            time_up = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+            if world.started:  # the batch loss from every rank, and whether any rank ran out of time
+                loss_sum, up = world.sum([loss_sum, float(time_up)], dev)
+                time_up = up > 0
+            window[0] += loss_sum / batch_size
+            window[1] += 1
+            stop = time_up and step < tr["steps"]
             if bar is not None:
                 bar.update(1)
             if step % tr["log_every"] == 0 or step == tr["steps"]:
-                mean_loss = running / count
-                csv.write(f"{step},{mean_loss:.6g},{lr:.6g},{grad_norm:.6g},{time.perf_counter() - t0:.2f}\n")
-                csv.flush()
-                running, count = 0.0, 0
-                if bar is not None:
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-            if tr["sample_every"] and step % tr["sample_every"] == 0 and step != tr["steps"]:
+                last_mean = window[0] / window[1]
+                window = [0.0, 0]
+                if main:
+                    seconds = time.perf_counter() - t0
+                    csv.write(f"{step},{last_mean:.6g},{lr:.6g},{grad_norm:.6g},{seconds:.2f}\n")
+                    csv.flush()
+                    if tb is not None:
+                        for name, value in (("loss", last_mean), ("lr", lr), ("grad_norm", grad_norm)):
+                            tb.add_scalar(f"train/{name}", value, step)
+                        tb.flush()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last_mean:.4f}", refresh=False)
+            if main and tr["sample_every"] and step % tr["sample_every"] == 0 and step != tr["steps"]:
                 sample_grid(step)
-            if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"]:
+            if main and ((tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"] or stop):
                 save(step)
+            if stop:
+                stopped = True
+                break
     finally:
-        csv.close()
+        if csv is not None:
+            csv.close()
         if bar is not None:
             bar.close()
-    sample_grid(tr["steps"])
-    from .. import plotting
-    plotting.plot_loss_curves_from_csv(csv_path, out / "loss.png", title=f"{config['data']['name']}: L_simple")
-    log(f"trained {out} for {tr['steps']} steps in {time.perf_counter() - t0:.1f}s")
+        if tb is not None:
+            tb.close()
+    wall = time.perf_counter() - t0
+    if not main:
+        return out
+    if stopped:
+        _plot_loss(config, out)
+    else:
+        _finish(config, norm, denoiser, out, step, dataset)
+    final = window[0] / window[1] if window[1] else last_mean
+    done = step - start
+    where = (f"stopped at the --max-minutes limit with a checkpoint at step {step}; continue with --resume"
+             if stopped else "done")
+    extras = (f", {world.world_size} processes" if world.distributed else "") + \
+        (f", TensorBoard events in {out}" if tb is not None else "")
+    log(f"trained {out}: step {step}/{tr['steps']} ({done} step{'s' * (done != 1)} in {wall:.1f}s, {done * batch_size / max(wall, 1e-9):.0f} "
+        f"examples/s{extras}), final loss {final:.4g}; {where}")
     return out
+
+
+def _plot_loss(config: dict, out: Path) -> None:
+    from .. import plotting
+    plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=f"{config['data']['name']}: L_simple")
+
+
+def _finish(config: dict, norm, denoiser, out: Path, step: int, dataset) -> None:
+    """The last sample grid and the loss plot of a run that reached its target step."""
+    _write_samples(config, norm, denoiser, out / "samples" / f"step_{step:08d}.png", config["train"]["num_samples"],
+                   config["seed"], dataset)
+    _plot_loss(config, out)
+
+
+def _dropout_seed(seed: int, rank: int, step: int) -> int:
+    """A seed for the global generator (dropout) at one step of one rank, so a resumed run, on any
+    number of processes, draws what an uninterrupted one does."""
+    return ((seed * 1_000_003 + step) * 65_537 + rank) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _autocast(precision: str, device: torch.device):
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    try:
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    except RuntimeError as e:  # pragma: no cover - devices without bf16 autocast
+        raise DifflabError(f"--precision {precision} is not supported on {device.type} ({e}).") from None
+
+
+def _compile(net: torch.nn.Module) -> torch.nn.Module:
+    try:
+        return torch.compile(net)
+    except Exception as e:
+        raise DifflabError(f"--compile: torch.compile is not usable here ({str(e).strip().splitlines()[0][:200]}); "
+                           "run without --compile.") from None
+
+
+def _tensorboard(out: Path, start: int):
+    """A TensorBoard writer into the run directory, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # ImportError, or a broken tensorboard install: the CSV log is enough
+        return None
+    return SummaryWriter(log_dir=str(out), purge_step=start + 1 if start else None)
+
+
+def _remove_stale_temp_files(out: Path) -> None:
+    """Temporary files of atomic writes that a killed run left behind (config, log, plots, grids)."""
+    patterns = [(out, ".config.json.*"), (out, ".log.csv.*"), (out, ".loss.png.*"), (out / "samples", ".step_*")]
+    for folder, pattern in patterns:
+        for p in folder.glob(pattern):
+            if p.is_file() and ".tmp" in p.name:
+                p.unlink(missing_ok=True)
 
 
 def _check_model_fits(model_cfg: dict, dataset) -> None:
@@ -223,10 +494,22 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
 
 
 def _truncate_log(csv_path: Path, step: int) -> None:
-    """On resume, drop log rows written after the checkpoint being resumed from."""
+    """On resume, drop log rows written after the checkpoint being resumed from, and any row a
+    killed process left half-written."""
     if not csv_path.exists():
         return
-    lines = csv_path.read_text().splitlines()
-    kept = [lines[0]] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
+    width = LOG_HEADER.count(",") + 1
+
+    def keep(line: str) -> bool:
+        fields = line.split(",")
+        if len(fields) != width or not fields[0].isdigit() or int(fields[0]) > step:
+            return False
+        try:
+            [float(f) for f in fields[1:]]
+        except ValueError:
+            return False
+        return True
+
+    kept = [LOG_HEADER] + [ln for ln in csv_path.read_text().splitlines() if keep(ln)]
     from ..io import write_text
     write_text(csv_path, "\n".join(kept) + "\n")
