@@ -137,3 +137,17 @@ def test_likelihood_command(toy_run, tmp_path, capsys):
     assert code == 2 and "unknown likelihood method 'vlb'" in err
     code, _, err = run_cli(capsys, "likelihood", toy_run, "--rtol", "0")
     assert code == 2 and "rtol" in err
+
+
+def test_sampler_options_from_the_command_line(toy_run, tmp_path, capsys):
+    out = tmp_path / "o.npz"
+    code, _, err = run_cli(capsys, "sample", toy_run, "--sampler", "dpm_solver", "--steps", 4, "--option", "order=2",
+                           "--num", 5, "--out", out, "--no-progress")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "sample", toy_run, "--sampler", "dpm_solver", "--steps", 4, "--option", "order=7",
+                           "--num", 5, "--out", out, "--no-progress")
+    assert code == 2 and "order" in err
+    code, _, err = run_cli(capsys, "sample", toy_run, "--sampler", "ode", "--option", "bogus=1", "--out", out, "--no-progress")
+    assert code == 2 and "no option 'bogus'" in err
+    code, _, err = run_cli(capsys, "sample", toy_run, "--option", "novalue", "--out", out, "--no-progress")
+    assert code == 2 and "KEY=VALUE" in err

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num", type=_int, default=64, help="number of samples")
     s.add_argument("--eta", type=float, default=None, help="DDIM η >= 0 (0: deterministic)")
     s.add_argument("--variance", default=None, help="DDPM σ²: beta_tilde (default) or beta")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampler option, e.g. order=2 (dpm_solver), rtol=1e-4 (ode), snr=0.16 (pc); repeatable; "
+                        "`difflab samplers` lists the samplers")
     s.add_argument("--discretization", default=None,
                    help="times visited: trailing, leading, linspace, quadratic, karras, logsnr, sections:90,60,... "
                         "(default: trailing for discrete schedules, logsnr for continuous ones)")
@@ -133,6 +136,7 @@ def _cmd_sample(a) -> None:
         if sampler != "ddpm":
             raise _error(f"--variance applies to the ddpm sampler, not {sampler!r}.")
         options["variance"] = a.variance
+    options.update(_parse_options(a.option))
     chunks = []
     for lo in range(0, a.num, a.batch_size):
         n = min(a.batch_size, a.num - lo)
@@ -142,6 +146,27 @@ def _cmd_sample(a) -> None:
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
+
+
+def _parse_options(items: list[str]) -> dict:
+    """KEY=VALUE pairs; values read as int, float, true/false or else text."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise _error(f"--option expects KEY=VALUE, got {item!r}.")
+        value: object = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(text)
+                    break
+                except ValueError:
+                    pass
+        out[key] = value
+    return out
 
 
 def _cmd_schedules(a) -> None:
