@@ -57,9 +57,12 @@ def _reverse_picture(run, path: Path, steps: int = 50) -> None:
         frames = [to_data(record[t][0]) for t in shown] + [to_data(record[t][1]) for t in shown]
         labels = [f"x_t, t={t}" for t in shown] + [f"x̂_0 at t={t}" for t in shown]
         k = len(shown)
+        # x̂_0 at the noisiest steps can be far off (it divides by a tiny α_t): frame the data, not the outliers
+        data = frames[-1]
+        lim = float(data.abs().max()) * 1.8
         plotting.plot_process_toy(frames[:k], labels[:k], path, title="reverse process (DDIM, 50 steps): x_t")
         plotting.plot_process_toy(frames[k:], labels[k:], path.with_name(path.stem + "_x0.png"),
-                                  title="reverse process: predicted x̂_0")
+                                  title="reverse process: predicted x̂_0", lim=lim)
     else:
         rows = []
         for i in range(n):
