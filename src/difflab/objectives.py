@@ -21,19 +21,23 @@ def uniform_timesteps(schedule: Schedule, batch: int, generator: torch.Generator
 
 
 def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameterization: str = "eps",
-             generator: torch.Generator | None = None, t: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
+             generator: torch.Generator | None = None, t: Tensor | None = None, eps: Tensor | None = None,
+             y: Tensor | None = None) -> Tensor:
     """L_simple = E_{t, x_0, ε} ‖target − f_θ(x_t, t)‖², the per-example mean over dimensions
     (DDPM Eq. 14, Algorithm 1). The target is ε, x_0 or v = α_t ε − σ_t x_0 by ``parameterization``.
     For a continuous SDE with the ε target this is denoising score matching with weight λ(t) = σ_t²
     (Song et al. 2021, Eq. 7: s_θ = −ε̂/σ_t). Returns the per-example losses (B,). ``t`` and ``eps``
     may be given (the distributed trainer draws them for the global batch and passes each rank its slice).
+    ``y``: class labels for a class-conditional model, passed as ``model(x_t, t, y)``.
     """
     if t is None:
         t = uniform_timesteps(schedule, x0.shape[0], generator, x0.device)
     if eps is None:
         eps = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = process.q_sample(schedule, x0, t, eps)
-    output = model(process.model_input(schedule, x_t, t), schedule.model_time(t).to(device=x0.device, dtype=x0.dtype))
+    time = schedule.model_time(t).to(device=x0.device, dtype=x0.dtype)
+    x_in = process.model_input(schedule, x_t, t)
+    output = model(x_in, time) if y is None else model(x_in, time, y)
     goal = process.target(schedule, parameterization, x0, t, eps)
     output = output.to(goal.dtype)  # a bf16 autocast output is compared in the target's precision
     if parameterization == "score":  # weight λ(σ) = σ² (Song & Ermon 2019, Eq. 6), so every level counts alike
