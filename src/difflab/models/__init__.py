@@ -34,6 +34,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "dropout": 0.1,
         "num_heads": 1,
         "groups": 32,
+        "num_classes": None,
     },
 }
 

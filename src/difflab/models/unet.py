@@ -3,6 +3,9 @@
 Layout, for ``channel_mult = (m_0, ..., m_{L-1})`` and ``C = base_channels``:
 
 * time embedding: sinusoids of width ``C`` -> Linear(C, 4C) -> SiLU -> Linear(4C, 4C);
+* class conditioning (``num_classes`` = K): a learned embedding of the label, one of K classes or
+  the null label K, added to the time embedding (Dhariwal & Nichol 2021, Sec. 4; the null label
+  is the unconditional model of classifier-free guidance, Ho & Salimans 2022, Sec. 3.2);
 * ``conv_in``: conv3x3 to ``C`` channels;
 * down path: at level ``l`` (spatial size ``image_size / 2**l``), ``num_res_blocks`` ResBlocks to
   ``m_l * C`` channels, each followed by self-attention when the level's size is listed in
@@ -178,6 +181,7 @@ class UNet(nn.Module):
         dropout: float = 0.1,
         num_heads: int = 1,
         groups: int = 32,
+        num_classes: int | None = None,
     ):
         super().__init__()
         for name, value, lo in (
@@ -190,6 +194,8 @@ class UNet(nn.Module):
         ):
             if not _is_int(value) or value < lo:
                 raise _fail(name, value, f"an integer >= {lo}")
+        if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
+            raise _fail("num_classes", num_classes, "a positive integer, or None for an unconditional model")
         if out_channels is None:
             out_channels = in_channels
         if not _is_int(out_channels) or out_channels < 1:
@@ -229,16 +235,20 @@ class UNet(nn.Module):
             "dropout": float(dropout),
             "num_heads": num_heads,
             "groups": groups,
+            "num_classes": num_classes,
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
         self._factor = factor
+        self.num_classes = num_classes
 
         emb_ch = 4 * base_channels
         self.time_embed = nn.Sequential(
             nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
         )
+        # index num_classes is the null label ("no class")
+        self.class_embed = nn.Embedding(num_classes + 1, emb_ch) if num_classes else None
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
 
         ch = base_channels
@@ -273,7 +283,9 @@ class UNet(nn.Module):
         self.norm_out = _group_norm(ch, groups)
         self.conv_out = _zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
+        """``y``: class labels ``(B,)`` in 0..num_classes, num_classes being the null label; None
+        means the null label for a class-conditional network (and is required for an unconditional one)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise DifflabError(
                 f"UNet input x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}."
@@ -283,8 +295,12 @@ class UNet(nn.Module):
                 f"UNet input height and width must be multiples of {self._factor}, got {tuple(x.shape[2:])}."
             )
         t = expand_timesteps(t, x.shape[0], x.device)
-        emb = timestep_embedding(t, self.base_channels).to(x.dtype)
-        emb = F.silu(self.time_embed(emb))  # every ResBlock starts its projection with SiLU
+        emb = self.time_embed(timestep_embedding(t, self.base_channels).to(x.dtype))
+        if self.class_embed is not None:
+            emb = emb + self.class_embed(self._labels(y, x.shape[0], x.device))
+        elif y is not None:
+            raise DifflabError("this UNet is unconditional (num_classes is None) but class labels were given.")
+        emb = F.silu(emb)  # every ResBlock starts its projection with SiLU
 
         h = self.conv_in(x)
         hs = [h]
@@ -295,3 +311,19 @@ class UNet(nn.Module):
         for block in self.up:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    def _labels(self, y: Tensor | None, batch: int, device) -> Tensor:
+        """Labels as int64 ``(B,)``: None -> the null label; checked against 0..num_classes."""
+        k = self.num_classes
+        if y is None:
+            return torch.full((batch,), k, dtype=torch.long, device=device)
+        y = torch.as_tensor(y, device=device)
+        if y.ndim == 0:
+            y = y.expand(batch)
+        if y.shape != (batch,) or y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise DifflabError(f"class labels must be integers of shape ({batch},), got {y.dtype} of shape {tuple(y.shape)}.")
+        if bool(((y < 0) | (y > k)).any()):
+            bad = int(y[(y < 0) | (y > k)][0])
+            raise DifflabError(f"class label {bad} is out of range: this model knows classes 0..{k - 1} "
+                               f"(and {k}, the null label).")
+        return y.long()
