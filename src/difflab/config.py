@@ -20,7 +20,7 @@ SECTIONS: dict[str, dict] = {
     "train": {
         "steps": 2000, "batch_size": 128, "lr": 2e-4, "weight_decay": 0.0, "warmup": 100,
         "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 50, "sample_every": 0,
-        "save_every": 1000, "keep": 2, "num_samples": 64,
+        "save_every": 1000, "keep": 2, "num_samples": 64, "label_dropout": 0.1,
         "precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False,
     },
     "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip": True},
@@ -43,10 +43,10 @@ def _mnist_like(name: str) -> dict:
         "data": {"name": name},
         "model": {"type": "unet", "in_channels": 1, "image_size": 28, "base_channels": 32,
                   "channel_mult": [1, 2, 2], "num_res_blocks": 1, "attention_resolutions": [7],
-                  "dropout": 0.1},
+                  "dropout": 0.1, "num_classes": 10},
         "diffusion": {"schedule": "cosine", "T": 1000, "parameterization": "eps"},
-        "train": {"steps": 20000, "batch_size": 64, "lr": 5e-4, "warmup": 500, "ema_decay": 0.999,
-                  "log_every": 100, "sample_every": 2000, "save_every": 2000, "num_samples": 64},
+        "train": {"steps": 20000, "batch_size": 128, "lr": 5e-4, "warmup": 500, "ema_decay": 0.999,
+                  "log_every": 100, "sample_every": 2000, "save_every": 2000, "num_samples": 100},
         "sample": {"sampler": "ddim", "steps": 50, "clip": True},
     }
 
@@ -137,6 +137,9 @@ def _check_numbers(cfg: dict) -> None:
             raise DifflabError(f"train.{key} must be an integer >= 0, got {tr[key]!r}.")
     if not (isinstance(tr["lr"], (int, float)) and tr["lr"] > 0):
         raise DifflabError(f"train.lr must be a positive number, got {tr['lr']!r}.")
+    if isinstance(tr["label_dropout"], bool) or not isinstance(tr["label_dropout"], (int, float)) \
+            or not 0 <= tr["label_dropout"] < 1:
+        raise DifflabError(f"train.label_dropout must be in [0, 1), got {tr['label_dropout']!r}.")
     if not (isinstance(tr["ema_decay"], (int, float)) and 0 <= tr["ema_decay"] < 1):
         raise DifflabError(f"train.ema_decay must be in [0, 1), got {tr['ema_decay']!r}.")
     if not (isinstance(tr["grad_clip"], (int, float)) and tr["grad_clip"] >= 0):

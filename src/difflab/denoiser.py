@@ -42,23 +42,46 @@ class ModelDenoiser:
 
     ``clip_x0``: optional (low, high) range; x̂_0 is clamped into it and ε̂ recomputed from the
     clamped x̂_0, so both stay consistent (the "clipped" sampling of the DDPM and DDIM code).
+
+    ``labels``: for a class-conditional network, the class of each sample ``(B,)`` (or one int for
+    all), passed as ``model(x_t, t, labels)``; None leaves a conditional network at its null label.
     """
 
     def __init__(self, model: torch.nn.Module, schedule: Schedule, parameterization: str = "eps",
-                 clip_x0: tuple[float, float] | None = None):
+                 clip_x0: tuple[float, float] | None = None, labels: Tensor | int | None = None):
         process.check_parameterization(parameterization)
         self.model = model
         self.schedule = schedule
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
+        self.labels = labels
 
-    def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
+    def with_labels(self, labels: Tensor | int | None) -> "ModelDenoiser":
+        """The same network and schedule, conditioned on other labels."""
+        return ModelDenoiser(self.model, self.schedule, self.parameterization, self.clip_x0, labels)
+
+    def predict(self, x_t: Tensor, t: Tensor, labels: Tensor | int | None = None) -> Prediction:
+        """ε̂ and x̂_0 of the network for ``labels``, before clipping."""
         t = as_time(t)
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
-        output = self.model(process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device))
+        x_in, time = process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device)
+        if labels is None:
+            output = self.model(x_in, time)
+        else:
+            output = self.model(x_in, time, torch.as_tensor(labels, device=x_t.device))
         eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
-        if self.clip_x0 is not None:
-            x0 = x0.clamp(*self.clip_x0)
-            eps = process.x0_to_eps(self.schedule, x_t, t, x0)
         return Prediction(eps=eps, x0=x0)
+
+    def clip(self, x_t: Tensor, t: Tensor, pred: Prediction) -> Prediction:
+        """Clamp x̂_0 into ``clip_x0`` and recompute ε̂ from it (no-op without a range)."""
+        if self.clip_x0 is None:
+            return pred
+        t = as_time(t)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        x0 = pred.x0.clamp(*self.clip_x0)
+        return Prediction(eps=process.x0_to_eps(self.schedule, x_t, t, x0), x0=x0)
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
+        return self.clip(x_t, t, self.predict(x_t, t, self.labels))

@@ -89,8 +89,15 @@ class Run:
         return f"Run({str(self.path)!r}, data={self.config['data']['name']!r}, step={self.step})"
 
     def sample(self, num: int, sampler: str | None = None, steps: int | None = None, generator=None,
-               x_T: torch.Tensor | None = None, progress: bool = False, callback=None, **options) -> torch.Tensor:
-        """``num`` samples in data coordinates; defaults come from the config's ``sample`` section."""
+               x_T: torch.Tensor | None = None, progress: bool = False, callback=None, classes=None,
+               guidance: str | None = None, scale: float = 0.0, compose: bool = False, **options) -> torch.Tensor:
+        """``num`` samples in data coordinates; defaults come from the config's ``sample`` section.
+
+        For a class-conditional model: ``classes`` (an int or a list; sample i gets
+        ``classes[i % len]``, or all of them with ``compose``) and ``guidance="cfg"`` with scale w
+        (see :func:`difflab.guidance.conditional_denoiser`).
+        """
+        from .guidance import conditional_denoiser
         from .samplers import sample as sample_denoiser
 
         if isinstance(num, bool) or not isinstance(num, int) or num < 1:
@@ -100,7 +107,10 @@ class Run:
         if sampler == "ddim" and "eta" not in options:
             options["eta"] = defaults["eta"]
         device = next(self.model.parameters()).device
-        x = sample_denoiser(self.denoiser, (num, *self.shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
+        if isinstance(classes, int) and not isinstance(classes, bool):
+            classes = [classes]
+        denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose)
+        x = sample_denoiser(denoiser, (num, *self.shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
                             generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
         return self.normalization.to_data(x)
 
@@ -138,30 +148,41 @@ def dequantize(x: torch.Tensor, generator=None, bins: int = 256) -> torch.Tensor
 
 
 def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:
-    """Load the newest valid checkpoint of a run directory (``weights``: "ema" or "model")."""
+    """Load a model: the newest valid checkpoint of a run directory (``weights``: "ema" or
+    "model"), an exported model directory, or the name of a shipped pretrained model
+    (:func:`difflab.pretrained.names`)."""
+    from . import pretrained
     from .models import build_model
     from .training import checkpoint
 
-    run_dir = Path(run_dir)
     if weights not in ("ema", "model"):
         raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
-    cfg_path = run_dir / "config.json"
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() and pretrained.shipped_path(str(run_dir)) is not None:
+        run_dir = pretrained.shipped_path(str(run_dir))
     if not run_dir.is_dir():
-        raise DifflabError(f"run directory {str(run_dir)!r} does not exist.")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except FileNotFoundError:
-        raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).") from None
-    except json.JSONDecodeError:
-        raise DifflabError(f"config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
-    ckpt = checkpoint.latest_valid(run_dir)
+        shipped = ", ".join(pretrained.names()) or "none installed"
+        raise DifflabError(f"run directory {str(run_dir)!r} does not exist, and it is not the name of a "
+                           f"pretrained model ({shipped}).")
+    if pretrained.is_exported(run_dir) and not checkpoint.list_checkpoints(run_dir):
+        config, state, step = pretrained.read_exported(run_dir)
+        where = run_dir / pretrained.WEIGHTS
+    else:
+        cfg_path = run_dir / "config.json"
+        try:
+            config = json.loads(cfg_path.read_text())
+        except FileNotFoundError:
+            raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).") from None
+        except json.JSONDecodeError:
+            raise DifflabError(f"config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+        where = checkpoint.latest_valid(run_dir)
+        state = checkpoint.load_tensors(where, weights)
+        step = json.loads((where / "state.json").read_text())["step"]
     model = build_model(config["model"])
-    state = checkpoint.load_tensors(ckpt, weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise DifflabError(f"weights in {str(ckpt)!r} do not match the model in config.json ({str(e).splitlines()[0]}).") from None
-    step = json.loads((ckpt / "state.json").read_text())["step"]
+        raise DifflabError(f"weights in {str(where)!r} do not match the model in config.json ({str(e).splitlines()[0]}).") from None
     return Run(run_dir, config, model.to(device), step)
 
 

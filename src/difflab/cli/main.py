@@ -18,6 +18,13 @@ def _int(text: str) -> int:
     return value
 
 
+def _classes(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 3 or 3,7, got {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
     p.add_argument("--version", action="version", version="difflab 0.1.0")
@@ -45,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="stop after M minutes with a checkpoint, to continue with --resume")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run", help="run directory")
+    s.add_argument("run", help="run directory, exported model, or pretrained name (mnist, fashion-mnist)")
     s.add_argument("--sampler", default=None, help="sampler name (default: the run's config; ddpm or ddim)")
     s.add_argument("--steps", type=_int, default=None, help="number of sampling steps, 1..T")
     s.add_argument("--num", type=_int, default=64, help="number of samples")
@@ -61,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_int, default=1000, help="samples drawn at once")
     s.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--class", dest="classes", type=_classes, default=None, metavar="K",
+                   help="class-conditional models: the class to draw (or a list 3,7: sample i gets the i-th in turn)")
+    s.add_argument("--classes", dest="classes", type=_classes, metavar="K1,K2,...", help="same as --class")
+    s.add_argument("--compose", action="store_true",
+                   help="condition every sample on all the --classes at once (a product of experts)")
+    s.add_argument("--guidance", default=None, choices=["cfg", "none"],
+                   help="cfg: classifier-free guidance towards the classes (needs a model trained with label dropout)")
+    s.add_argument("--scale", type=float, default=None,
+                   help="guidance scale w (Ho & Salimans 2022, Eq. 6; 0 = the plain conditional model; default 3 with --guidance)")
+
+    e = sub.add_parser("export", help="write a run's EMA weights and config as a small model directory")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--out", required=True, help="new directory for the exported model")
+    e.add_argument("--notes", default="", help="free text recorded in model.json (e.g. how it was trained)")
+    e.add_argument("--weights", default="ema", choices=["ema", "model"])
 
     d = sub.add_parser("demo", help="train on the swiss roll and on digits, and draw the pictures")
     d.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
@@ -137,12 +159,21 @@ def _cmd_sample(a) -> None:
             raise _error(f"--variance applies to the ddpm sampler, not {sampler!r}.")
         options["variance"] = a.variance
     options.update(_parse_options(a.option))
+    if a.scale is not None and a.guidance in (None, "none"):
+        raise _error("--scale needs --guidance cfg.")
+    scale = (3.0 if a.scale is None else a.scale) if a.guidance == "cfg" else 0.0
+    if a.compose and not a.classes:
+        raise _error("--compose needs --classes K1,K2.")
     chunks = []
     for lo in range(0, a.num, a.batch_size):
         n = min(a.batch_size, a.num - lo)
         gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
+        classes = a.classes
+        if classes and not a.compose:  # sample i gets classes[i % len], whatever the batch size
+            classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
         chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
-                                 discretization=a.discretization, **options))
+                                 discretization=a.discretization, classes=classes, guidance=a.guidance,
+                                 scale=scale, compose=a.compose, **options))
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
@@ -237,6 +268,12 @@ def _cmd_samplers(a) -> None:
         print(f"{name:<14} {i['order']:>5} {'yes' if i['stochastic'] else 'no':>10} {i['nfe_per_step']:>9} {i['min_steps']:>9}  {i['summary']}")
 
 
+def _cmd_export(a) -> None:
+    from ..pretrained import export
+    out = export(a.run, a.out, weights=a.weights, notes=a.notes)
+    print(f"exported {a.run} ({a.weights} weights) to {out}")
+
+
 def _cmd_demo(a) -> None:
     from .demo import run_demo
     run_demo(a.out, quick=a.quick)
@@ -248,7 +285,7 @@ def _error(message: str):
 
 
 COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules,
-            "samplers": _cmd_samplers, "likelihood": _cmd_likelihood}
+            "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

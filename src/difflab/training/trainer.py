@@ -231,6 +231,8 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     config["normalization"] = norm.to_config()
     _check_model_fits(config["model"], dataset)
     data = norm.to_model(dataset.data).to(dev)
+    num_classes = config["model"].get("num_classes")
+    labels = _check_labels(dataset, num_classes).to(dev) if num_classes else None
 
     torch.manual_seed(seed)  # the initial weights, alike on every rank
     model = build_model(config["model"]).to(dev)
@@ -282,8 +284,8 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     per_rank = batch_size // world.world_size
     accum = tr["grad_accum"]
 
-    def forward(x, t):
-        return net(to_memory(x), t)
+    def forward(x, t, y=None):
+        return net(to_memory(x), t) if y is None else net(to_memory(x), t, y)
 
     def train_step(step: int) -> tuple[float, float, float]:
         """One optimizer step on the global batch; returns (this rank's loss sum, grad norm, lr)."""
@@ -291,9 +293,11 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         for group in opt.param_groups:
             group["lr"] = lr
         torch.manual_seed(_dropout_seed(seed, world.rank, step))
-        x0 = data[order.next().to(data.device)]
+        idx = order.next().to(data.device)
+        x0 = data[idx]
         t = uniform_timesteps(schedule, batch_size, noise_gen, dev)  # drawn as l_simple draws them
         eps = randn(x0.shape, noise_gen, dev, x0.dtype)
+        y = None if labels is None else drop_labels(labels[idx], tr["label_dropout"], num_classes, noise_gen)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
         lo = world.rank * per_rank
@@ -302,7 +306,7 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
             sync = net.no_sync() if world.started and k < accum - 1 else contextlib.nullcontext()
             with sync:
                 with autocast:
-                    losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s])
+                    losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s], y=None if y is None else y[s])
                 (losses.sum() / per_rank).backward()
             total += losses.detach().sum()
         max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
@@ -422,6 +426,25 @@ def _finish(config: dict, norm, denoiser, out: Path, step: int, dataset) -> None
     _plot_loss(config, out)
 
 
+def drop_labels(y: torch.Tensor, p: float, null: int, generator: torch.Generator) -> torch.Tensor:
+    """Replace each label by the null label ``null`` with probability ``p``, so one network learns
+    the conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
+    drop = torch.rand(y.shape[0], generator=generator).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, null), y)
+
+
+def _check_labels(dataset, num_classes: int) -> torch.Tensor:
+    """The dataset's labels for a class-conditional model, checked against ``num_classes``."""
+    if dataset.labels is None:
+        raise DifflabError(f"model.num_classes = {num_classes} asks for a class-conditional model, but dataset "
+                           f"{dataset.name!r} has no labels.")
+    top = int(dataset.labels.max())
+    if int(dataset.labels.min()) < 0 or top >= num_classes:
+        raise DifflabError(f"dataset {dataset.name!r} has labels up to {top}, but model.num_classes is {num_classes}; "
+                           f"set it to at least {top + 1}.")
+    return dataset.labels.long()
+
+
 def _dropout_seed(seed: int, rank: int, step: int) -> int:
     """A seed for the global generator (dropout) at one step of one rank, so a resumed run, on any
     number of processes, draws what an uninterrupted one does."""
@@ -488,6 +511,9 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
     gen = torch.Generator().manual_seed(seed + 12345)
     opts = {"eta": sc["eta"]} if sc["sampler"] == "ddim" else {}
     device = next(denoiser.model.parameters()).device
+    k = config["model"].get("num_classes")
+    if k:  # a class-conditional model shows each class in turn (row i of a 10-wide grid: class i % k)
+        denoiser = denoiser.with_labels(torch.arange(num) // max(1, int(num ** 0.5 + 0.5)) % k)
     x = sample(denoiser, (num, *norm.shape), sampler=sc["sampler"], steps=sc["steps"], generator=gen, device=device, **opts)
     reference = dataset.data[:num] if dataset.kind == "toy" else None
     save_samples(norm.to_data(x).cpu(), path, norm.kind, reference=reference)
