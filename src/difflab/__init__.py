@@ -16,7 +16,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
-               "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood"}
+               "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood",
+               "guidance", "pretrained", "variational_bound", "timestep_sampling"}
 _ATTRIBUTES = {
     "load": ("run", "load"),
     "Run": ("run", "Run"),
