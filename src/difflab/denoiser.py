@@ -69,7 +69,8 @@ class ModelDenoiser:
         if labels is None:
             output = self.model(x_in, time)
         else:
-            output = self.model(x_in, time, torch.as_tensor(labels, device=x_t.device))
+            y = torch.as_tensor(labels, device=x_t.device)
+            output = self.model(x_in, time, y.expand(x_t.shape[0]) if y.ndim == 0 else y)
         eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
         return Prediction(eps=eps, x0=x0)
 
