@@ -13,13 +13,14 @@ from difflab.data import images
 
 
 def main(out: str) -> None:
-    x, y = images.load_mnist("train", None)
-    pixels = np.round(x.numpy()[:, 0] * 255).astype(np.uint8)
     Path(out).mkdir(parents=True, exist_ok=True)
-    with gzip.open(Path(out) / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, *pixels.shape) + pixels.tobytes())
-    with gzip.open(Path(out) / "train-labels-idx1-ubyte.gz", "wb") as f:
-        f.write(struct.pack(">II", 0x801, len(y)) + y.numpy().astype(np.uint8).tobytes())
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        x, y = images.load_mnist(split, None)
+        pixels = np.round(x.numpy()[:, 0] * 255).astype(np.uint8)
+        with gzip.open(Path(out) / f"{stem}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 0x803, *pixels.shape) + pixels.tobytes())
+        with gzip.open(Path(out) / f"{stem}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 0x801, len(y)) + y.numpy().astype(np.uint8).tobytes())
 
 
 if __name__ == "__main__":
