@@ -133,8 +133,10 @@ def test_likelihood_command(toy_run, tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["unit"] == "nats" and result["num"] == 8 and np.isfinite(result["mean"])
     assert "NLL (nats)" in stdout
-    code, _, err = run_cli(capsys, "likelihood", toy_run, "--method", "vlb")
-    assert code == 2 and "unknown likelihood method 'vlb'" in err
+    code, _, err = run_cli(capsys, "likelihood", toy_run, "--method", "elbo")
+    assert code == 2 and "unknown likelihood method 'elbo'" in err
+    code, _, err = run_cli(capsys, "likelihood", toy_run, "--method", "vlb")  # the bound is for 8-bit images
+    assert code == 2 and "defined for 8-bit images" in err
     code, _, err = run_cli(capsys, "likelihood", toy_run, "--rtol", "0")
     assert code == 2 and "rtol" in err
 

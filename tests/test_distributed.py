@@ -105,3 +105,37 @@ def test_world_size_must_divide_the_batch(runs, tmp_path):
     msg = "train.batch_size = 63 cannot be split over 2 processes"
     assert proc.stderr.count(msg) == 1, proc.stderr[-3000:]  # one sentence, from rank 0
     assert not (tmp_path / "run").exists()
+
+
+LSM = """
+preset: digits
+model: {base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_resolutions: [], groups: 8, num_classes: 10}
+diffusion: {T: 20, loss: vlb, learned_variance: true}
+train: {steps: 20, batch_size: 32, log_every: 1, save_every: 0, sample_every: 0, num_samples: 4, timestep_sampler: loss-second-moment}
+sample: {steps: 5}
+data: {num: 96}
+"""
+
+
+def test_two_processes_keep_one_timestep_sampler_state(tmp_path):
+    """L_vlb with loss-second-moment sampling (Nichol & Dhariwal 2021, Sec. 3.3): each rank computes half the
+    batch, but every rank feeds the sampler the whole batch's losses, so rank 0 records what one process
+    records and both ranks draw the same t once the sampler is warmed up (T = 20: by about step 10), and the
+    run follows the one-process run. Up to float rounding: Adam turns the rounding noise of a bias whose
+    gradient is ~0 (one followed by a GroupNorm) into steps of about the learning rate, hence the atol."""
+    cfg = tmp_path / "lsm.yaml"
+    cfg.write_text(LSM)
+    two = _torchrun(2, cfg, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _single(cfg, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = _weights(tmp_path / "two", "trainer"), _weights(tmp_path / "one", "trainer")
+    assert b["sampler.loss_counts"].tolist() == [10] * 20  # warmed up: the later draws are not uniform
+    assert torch.equal(a["sampler.loss_counts"], b["sampler.loss_counts"])
+    torch.testing.assert_close(a["sampler.loss_history"], b["sampler.loss_history"], rtol=1e-5, atol=0)
+    wa, wb = _weights(tmp_path / "two", "model"), _weights(tmp_path / "one", "model")
+    for k in wb:
+        torch.testing.assert_close(wa[k], wb[k], rtol=RTOL, atol=1e-5, msg=k)
+    la, lb = _losses(tmp_path / "two"), _losses(tmp_path / "one")
+    assert torch.equal(la[:, 0], lb[:, 0])
+    torch.testing.assert_close(la[:, 1], lb[:, 1], rtol=RTOL, atol=0)

@@ -16,12 +16,14 @@ from .errors import DifflabError
 
 SECTIONS: dict[str, dict] = {
     "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None},
-    "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps", "schedule_params": {}},
+    "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps", "schedule_params": {},
+                  "loss": "simple", "learned_variance": False, "vlb_weight": 0.001},
     "train": {
         "steps": 2000, "batch_size": 128, "lr": 2e-4, "weight_decay": 0.0, "warmup": 100,
         "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 50, "sample_every": 0,
         "save_every": 1000, "keep": 2, "num_samples": 64, "label_dropout": 0.1,
         "precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False,
+        "timestep_sampler": "uniform",
     },
     "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip": True},
 }
@@ -117,6 +119,7 @@ def validate(config: dict) -> dict:
     from .models import build_model, complete_config
 
     out["model"] = complete_config(config["model"])
+    _check_objective(out)
     build_model(out["model"])  # raises on a bad value
     out["seed"] = config.get("seed", 0)
     if config.get("normalization") is not None:
@@ -125,6 +128,47 @@ def validate(config: dict) -> dict:
         raise DifflabError("the config needs 'data.name' (a dataset such as 8gaussians, digits or mnist).")
     _check_numbers(out)
     return out
+
+
+LOSSES = ("simple", "hybrid", "vlb")
+TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment")
+
+
+def _check_objective(cfg: dict) -> None:
+    """Check the training objective's keys (Nichol & Dhariwal 2021, "Improved DDPM") and give a
+    learned-variance U-Net its 2C output channels: ε̂, then the variance interpolation v."""
+    diff, tr, model = cfg["diffusion"], cfg["train"], cfg["model"]
+    if diff["loss"] not in LOSSES:
+        raise DifflabError(f"diffusion.loss must be one of {', '.join(LOSSES)}, got {diff['loss']!r}.")
+    if not isinstance(diff["learned_variance"], bool):
+        raise DifflabError(f"diffusion.learned_variance must be true or false, got {diff['learned_variance']!r}.")
+    lam = diff["vlb_weight"]
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 < lam < float("inf"):
+        raise DifflabError(f"diffusion.vlb_weight (the λ of L_hybrid = L_simple + λ L_vlb) must be a finite number > 0, got {lam!r}.")
+    if tr["timestep_sampler"] not in TIMESTEP_SAMPLERS:
+        raise DifflabError(f"train.timestep_sampler must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {tr['timestep_sampler']!r}.")
+    learned = diff["learned_variance"]
+    if diff["loss"] != "simple" and not learned:
+        raise DifflabError(f"diffusion.loss = {diff['loss']!r} trains a learned variance; set diffusion.learned_variance: true.")
+    if learned and diff["loss"] == "simple":
+        raise DifflabError("diffusion.learned_variance needs diffusion.loss hybrid or vlb: L_simple gives the variance "
+                           "no gradient, so it would stay untrained.")
+    if learned and model["type"] != "unet":
+        raise DifflabError(f"diffusion.learned_variance needs an image model (unet), got model type {model['type']!r}: "
+                           "the variational bound's decoder is defined on 8-bit images.")
+    if learned and diff["parameterization"] != "eps":
+        raise DifflabError(f"diffusion.learned_variance needs diffusion.parameterization 'eps' (IDDPM predicts ε and v), "
+                           f"got {diff['parameterization']!r}.")
+    if model["type"] == "unet":
+        c, out = model["in_channels"], model["out_channels"]
+        want = 2 * c if learned else c
+        if out is None:
+            if learned and isinstance(c, int) and not isinstance(c, bool):
+                model["out_channels"] = want
+        elif out != want:
+            why = (f"2 x model.in_channels = {want} (ε̂, then the variance v) for diffusion.learned_variance: true"
+                   if learned else f"model.in_channels = {c} unless diffusion.learned_variance is true")
+            raise DifflabError(f"model.out_channels = {out!r} contradicts the config: it must be {why} (or be left out).")
 
 
 def _check_numbers(cfg: dict) -> None:
@@ -153,6 +197,12 @@ def _check_numbers(cfg: dict) -> None:
     diff = cfg["diffusion"]
     schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     process.check_parameterization(diff["parameterization"])
+    if not schedule.discrete:
+        if diff["loss"] != "simple":
+            raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
+        if tr["timestep_sampler"] != "uniform":
+            raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "
+                               f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])
     check_steps(cfg["sample"]["steps"], schedule.T if schedule.discrete else None)
 

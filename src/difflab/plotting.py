@@ -30,6 +30,7 @@ __all__ = [
     "plot_schedules",
     "plot_loss_curve",
     "plot_loss_curves_from_csv",
+    "plot_vlb_terms",
     "plot_process_toy",
     "plot_process_images",
     "save_gif",
@@ -426,6 +427,36 @@ def plot_loss_curves_from_csv(csv_path, path, title: str | None = None, smooth: 
         ys.append(y)
         _draw_loss(ax, steps, y, smooth, f"C{k % 10}", col)
     _loss_axes(ax, ys, title)
+    return _save_figure(fig, path)
+
+
+def plot_vlb_terms(terms, path, title: str | None = None) -> Path:
+    """The terms of the variational bound against the timestep, on a log y axis (as in Nichol &
+    Dhariwal 2021, Fig. 2): ``terms[t - 1]`` is L_{t-1} in bits/dim, drawn at t = 1..T, so the
+    decoder term L_0 sits at t = 1 (marked). Terms that are not positive (the round-off of a KL that
+    is zero) cannot be drawn on the log axis and are left out.
+    """
+    y = _to_numpy(terms).reshape(-1)
+    if y.size < 1:
+        raise DifflabError("terms must hold at least one term of the bound, got none.")
+    t = np.arange(1, y.size + 1)
+    shown = np.where(np.isfinite(y) & (y > 0), y, np.nan)
+    fig = _figure(7, 4)
+    ax = fig.add_subplot()
+    ax.plot(t, shown, color="C0", linewidth=1.2, label="L_{t-1}")
+    if np.isfinite(shown[0]):
+        ax.scatter([1], [shown[0]], color="C3", s=24, zorder=3, label="L_0, the decoder")
+    if np.isfinite(shown).any():
+        ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("timestep t (term L_{t-1})")
+    ax.set_ylabel("bits/dim")
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
     return _save_figure(fig, path)
 
 

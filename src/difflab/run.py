@@ -62,7 +62,8 @@ def build_denoiser(model: torch.nn.Module, config: dict):
     diff = config["diffusion"]
     schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
     clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
-    return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip)
+    return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
+                         learned_variance=diff.get("learned_variance", False))
 
 
 class Run:
@@ -137,6 +138,38 @@ class Run:
         if self.kind == "image":
             return bits_per_dim(logp, dims, 256, self.normalization.scale), nfe
         return logp - dims * math.log(self.normalization.scale), nfe
+
+
+    def variational_bound(self, x: torch.Tensor, generator=None, progress=None) -> dict[str, torch.Tensor]:
+        """Every term of the variational bound of images ``x`` (data coordinates: pixels in [0, 1], 8-bit), in
+        bits/dim, by :func:`difflab.variational_bound.full_bound` (Nichol & Dhariwal 2021, Eq. 4): one network
+        evaluation per timestep, x_t drawn from q(x_t | x_0) with noise from ``generator``. A learned-variance
+        network's variance is used; a fixed-variance one gets β̃_t (DDPM's "small" variance). x̂_0 is clipped
+        to [−1, 1] when the run's sampling clips; a class-conditional network is evaluated at its null label,
+        as in :meth:`log_likelihood`. ``progress``: None, or a callable called after each evaluation. Returns
+        the float64 tensors of ``full_bound``: ``total_bpd``, ``prior_bpd`` (L_T), ``terms_bpd`` (B, T) with
+        column t − 1 holding L_{t−1}, ``decoder_bpd`` (L_0) and ``eps_mse``."""
+        from .variational_bound import full_bound
+
+        if self.kind != "image":
+            raise DifflabError("the variational bound is defined for 8-bit images, but this run models points; "
+                               "use the probability-flow ODE likelihood (method ode).")
+        if not getattr(self.schedule, "discrete", False):
+            raise DifflabError(f"the variational bound needs a discrete schedule (t = 1..T), but this run uses "
+                               f"{self.config['diffusion']['schedule']!r}; use the probability-flow ODE likelihood (method ode).")
+        if tuple(x.shape[1:]) != tuple(self.shape):
+            raise DifflabError(f"data of shape {tuple(x.shape[1:])} do not match the model's {tuple(self.shape)}.")
+        denoiser = self.denoiser
+        device = next(self.model.parameters()).device
+
+        def predict(x_t: torch.Tensor, t: torch.Tensor):
+            pred = denoiser.predict(x_t, t)
+            if progress is not None:
+                progress()
+            return pred.eps, pred.v_raw
+
+        z = self.normalization.to_model(x).to(device)
+        return full_bound(self.schedule, z, predict, generator=generator, clip_x0=denoiser.clip_x0)
 
 
 def dequantize(x: torch.Tensor, generator=None, bins: int = 256) -> torch.Tensor:

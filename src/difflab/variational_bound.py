@@ -14,6 +14,8 @@ dimensions of each example, divided by ln 2 — the unit of the IDDPM tables.
 
 Data must be images scaled to [−1, 1] with ``bins`` levels (8-bit: 256), as the decoder L_0 assumes.
 A network with learned variance outputs 2C channels for C data channels: ε̂ first, then v_raw.
+A sampler that visits a subsequence of the timesteps interpolates its variance between the respaced
+chain's β_{t,s} and β̃_{t,s} instead (IDDPM Sec. 4, :func:`respaced_log_variances`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ Tensor = torch.Tensor
 Predict = Callable[[Tensor, Tensor], "tuple[Tensor, Optional[Tensor]]"]
 CDFS = ("exact", "tanh")
 FIXED_VARIANCES = ("small", "large")
+OBJECTIVES = ("hybrid", "vlb")
 HYBRID_LAMBDA = 0.001
 
 
@@ -149,10 +152,40 @@ def learned_log_variance(schedule: Schedule, t, v_raw: Tensor) -> Tensor:
     """
     _check_discrete(schedule)
     t = _timesteps(schedule, t, v_raw)
-    v = (v_raw + 1) / 2
     log_beta = schedule.at(torch.log(schedule.betas.clamp(min=1e-300)), t, v_raw)
     log_beta_tilde = schedule.at(clipped_log_posterior_variance(schedule), t, v_raw)
+    return interpolate_log_variance(v_raw, log_beta, log_beta_tilde)
+
+
+def interpolate_log_variance(v_raw: Tensor, log_beta, log_beta_tilde) -> Tensor:
+    """v log β + (1 − v) log β̃ with v = (v_raw + 1)/2 (IDDPM Eq. 15, with the v of the IDDPM code), for any
+    pair of fixed log-variances that broadcast against v_raw (a timestep's, or a respaced step's)."""
+    v = (v_raw + 1) / 2
     return v * log_beta + (1 - v) * log_beta_tilde
+
+
+def respaced_log_variances(schedule: Schedule, timesteps) -> tuple[Tensor, Tensor]:
+    """log β_{t,s} and log β̃_{t,s}, float64 tensors with one entry per step, for the chain that visits the
+    decreasing ``timesteps`` (in 1..T; fractional ones read the interpolated ᾱ) and steps from each one t to
+    the next one s, the last step going to s = 0 — respacing, IDDPM Sec. 4:
+
+        β_{t,s} = 1 − ᾱ_t/ᾱ_s,    β̃_{t,s} = (1 − ᾱ_s)/(1 − ᾱ_t) · β_{t,s}.
+
+    On the full sequence T, T−1, ..., 1 these are the schedule's β_t and β̃_t. On the last step β̃_{t,0} = 0;
+    as in :func:`clipped_log_posterior_variance` it is replaced by the β̃ of the step before it (by β_{t,0}
+    when there is a single step), so a learned variance has a finite lower end there too.
+    """
+    _check_discrete(schedule)
+    ts = torch.as_tensor(timesteps).reshape(-1).to(torch.float64).cpu()
+    if ts.numel() == 0 or not bool(((ts >= 1) & (ts <= schedule.T)).all()) or not bool((ts[1:] < ts[:-1]).all()):
+        raise DifflabError(f"timesteps must be a non-empty decreasing sequence in 1..{schedule.T}, got {ts.tolist()}.")
+    ss = torch.cat([ts[1:], torch.zeros(1, dtype=torch.float64)])
+    like = torch.empty(ts.numel(), dtype=torch.float64)
+    ab_t, ab_s = schedule.at(schedule.alpha_bar, ts, like), schedule.at(schedule.alpha_bar, ss, like)
+    beta = 1.0 - ab_t / ab_s
+    beta_tilde = (1.0 - ab_s) / (1.0 - ab_t) * beta
+    beta_tilde[-1] = beta_tilde[-2] if ts.numel() > 1 else beta[-1]
+    return torch.log(beta), torch.log(beta_tilde)
 
 
 def fixed_log_variance(schedule: Schedule, t, like: Tensor, kind: str = "small") -> Tensor:
@@ -281,15 +314,17 @@ def full_bound(schedule: Schedule, x0: Tensor, predict: Predict, generator: Gene
 # --------------------------------------------------------------------------- training objectives
 
 def l_vlb(schedule: Schedule, x0: Tensor, x_t: Tensor, t, output: Tensor,
-          clip_x0: tuple[float, float] | None = None, bins: int = 256, cdf: str = "exact") -> Tensor:
+          clip_x0: tuple[float, float] | None = None, bins: int = 256, cdf: str = "exact",
+          stop_gradient: bool = True) -> Tensor:
     """L_vlb per example as trained in IDDPM Sec. 3.1: T · L_{t−1} at the drawn t, in bits/dim — a one-sample
     estimate of L_0 + ... + L_{T−1} for t ~ U{1..T} (with importance weights, of the same sum). L_T has no
     parameters and is left out. The mean of p_θ is built from a *detached* ε̂ (the "stop-gradient" of
-    Sec. 3.1), so this term trains only the variance. ``output`` is the network's 2C channels: ε̂, then v_raw.
+    Sec. 3.1), so this term trains only the variance; ``stop_gradient=False`` lets it train the mean too,
+    as when L_vlb is the whole objective (IDDPM Sec. 3.3). ``output`` is the network's 2C channels: ε̂, then v_raw.
     """
     _check_discrete(schedule)
     eps, v_raw = split_output(output, x0.shape[1])
-    mean = model_mean_from_eps(schedule, x_t, t, eps.detach(), clip_x0)
+    mean = model_mean_from_eps(schedule, x_t, t, eps.detach() if stop_gradient else eps, clip_x0)
     logvar = learned_log_variance(schedule, t, v_raw)
     return schedule.T * vlb_term(schedule, x0, x_t, t, mean, logvar, bins, cdf)
 
@@ -306,11 +341,17 @@ def l_hybrid(schedule: Schedule, x0: Tensor, x_t: Tensor, t, noise: Tensor, outp
 
 
 def hybrid_losses(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t, noise: Tensor | None = None,
-                  generator: GeneratorLike = None, lam: float = HYBRID_LAMBDA, y: Tensor | None = None) -> dict[str, Tensor]:
+                  generator: GeneratorLike = None, lam: float = HYBRID_LAMBDA, y: Tensor | None = None,
+                  objective: str = "hybrid") -> dict[str, Tensor]:
     """One training step's per-example losses for a learned-variance ε-network (IDDPM Eq. 16): draws
     x_t ~ q(x_t | x_0) at the given t, runs ``model(x_t, t[, y])`` (2C output channels) and returns
     ``{"loss": L_hybrid, "mse": L_simple, "vlb": L_vlb}``, each (B,). Weight ``loss`` by the timestep
-    sampler's importance weights, and feed the sampler the unweighted ``loss``."""
+    sampler's importance weights, and feed the sampler the unweighted ``loss``.
+
+    ``objective="vlb"`` trains L_vlb alone (IDDPM Sec. 3.3): ``loss`` is then ``vlb`` with gradients to the
+    mean as well as the variance (no stop-gradient), and ``mse`` is reported only."""
+    if objective not in OBJECTIVES:
+        raise DifflabError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
     t = _timesteps(schedule, t, x0)
     if noise is None:
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
@@ -320,11 +361,15 @@ def hybrid_losses(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t, noi
     output = model(x_in, time) if y is None else model(x_in, time, y)
     output = output.to(x0.dtype)
     mse = _eps_mse(split_output(output, x0.shape[1])[0], noise)
+    if objective == "vlb":
+        vlb = l_vlb(schedule, x0, x_t, t, output, stop_gradient=False)
+        return {"loss": vlb, "mse": mse.detach(), "vlb": vlb}
     vlb = l_vlb(schedule, x0, x_t, t, output)
     return {"loss": mse + lam * vlb, "mse": mse, "vlb": vlb}
 
 
 __all__ = ["normal_kl", "approx_standard_normal_cdf", "discretized_gaussian_log_likelihood",
-           "clipped_log_posterior_variance", "learned_log_variance", "fixed_log_variance", "model_mean_from_eps",
+           "clipped_log_posterior_variance", "learned_log_variance",
+           "interpolate_log_variance", "respaced_log_variances", "fixed_log_variance", "model_mean_from_eps",
            "vlb_term", "prior_bpd", "split_output", "model_predictor", "full_bound", "l_vlb", "l_hybrid",
            "hybrid_losses"]

@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=_int, default=None, help="number of sampling steps, 1..T")
     s.add_argument("--num", type=_int, default=64, help="number of samples")
     s.add_argument("--eta", type=float, default=None, help="DDIM η >= 0 (0: deterministic)")
-    s.add_argument("--variance", default=None, help="DDPM σ²: beta_tilde (default) or beta")
+    s.add_argument("--variance", default=None,
+                   help="DDPM σ²: beta_tilde, beta or learned (default: learned for a learned-variance model, else beta_tilde)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a sampler option, e.g. order=2 (dpm_solver), rtol=1e-4 (ode), snr=0.16 (pc); repeatable; "
                         "`difflab samplers` lists the samplers")
@@ -92,14 +93,17 @@ def _parser() -> argparse.ArgumentParser:
 
     lk = sub.add_parser("likelihood", help="log-likelihood of held-out data: nats (toys) or bits/dim (images)")
     lk.add_argument("run", help="run directory")
-    lk.add_argument("--method", default="ode", help="ode: the probability-flow ODE with the instantaneous change of variables")
+    lk.add_argument("--method", default="ode",
+                    help="ode: the probability-flow ODE with the instantaneous change of variables; vlb: the variational "
+                         "bound term by term (images on a discrete schedule; learned or fixed β̃ variance), with a plot of its terms")
     lk.add_argument("--num", type=_int, default=256, help="number of test examples (default 256)")
     lk.add_argument("--trace", default=None, help="exact or hutchinson (default: exact for D <= 16)")
     lk.add_argument("--rtol", type=float, default=1e-5)
     lk.add_argument("--atol", type=float, default=1e-5)
     lk.add_argument("--batch-size", type=_int, default=256)
     lk.add_argument("--seed", type=_int, default=0, help="seed for dequantization noise and Hutchinson probes")
-    lk.add_argument("--out", default=None, help="also write the result as JSON to this file")
+    lk.add_argument("--out", default=None,
+                    help="also write the result as JSON to this file (vlb: and the plot of the terms beside it, <name>.png)")
 
     c = sub.add_parser("schedules", help="compare the noise schedules")
     c.add_argument("--T", type=_int, default=1000, help="number of timesteps (default 1000)")
@@ -230,8 +234,8 @@ def _cmd_likelihood(a) -> None:
     from ..data import load_dataset
     from ..run import load
 
-    if a.method != "ode":
-        raise _error(f"unknown likelihood method {a.method!r}; expected 'ode' (the variational bound comes with learned variances).")
+    if a.method not in ("ode", "vlb"):
+        raise _error(f"unknown likelihood method {a.method!r}; expected 'ode' (probability-flow ODE) or 'vlb' (variational bound).")
     if a.num < 1 or a.batch_size < 1:
         raise _error("--num and --batch-size must be positive integers.")
     run = load(a.run)
@@ -239,6 +243,9 @@ def _cmd_likelihood(a) -> None:
     data = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"],
                         num=a.num, split="test", seed=run.config["seed"]).data[:a.num]
     gen = torch.Generator().manual_seed(a.seed)
+    if a.method == "vlb":
+        _likelihood_vlb(a, run, data, gen)
+        return
     t0 = time.perf_counter()
     values, nfes = [], []
     from ..progress import progress_bar
@@ -257,6 +264,62 @@ def _cmd_likelihood(a) -> None:
         from ..io import write_json
         write_json(a.out, {"run": str(a.run), "method": a.method, "unit": unit, "num": len(v), "mean": mean,
                            "stderr": err, "nfe_per_batch": nfes, "rtol": a.rtol, "atol": a.atol})
+
+
+def _likelihood_vlb(a, run, data, gen) -> None:
+    """``difflab likelihood --method vlb``: the variational bound in bits/dim, term by term, and a plot of L_t over t."""
+    import math
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from ..progress import progress_bar
+
+    t0 = time.perf_counter()
+    batches = math.ceil(len(data) / a.batch_size)
+    bar = None
+
+    def tick():
+        nonlocal bar
+        if bar is None:  # once the run has passed the bound's checks
+            bar = progress_bar(total=batches * run.schedule.T, desc="variational bound", unit="step")
+        bar.update(1)
+
+    parts = []
+    try:
+        for lo in range(0, len(data), a.batch_size):
+            parts.append(run.variational_bound(data[lo:lo + a.batch_size], generator=gen, progress=tick))
+    finally:
+        if bar is not None:
+            bar.close()
+    total = torch.cat([p["total_bpd"] for p in parts])
+    prior = torch.cat([p["prior_bpd"] for p in parts])
+    terms = torch.cat([p["terms_bpd"] for p in parts]).mean(0)
+    n = len(total)
+    mean, err = float(total.mean()), float(total.std() / math.sqrt(n)) if n > 1 else float("nan")
+    variance = "learned" if run.denoiser.learned_variance else "fixed β̃ (small)"
+    name = run.config["data"]["name"]
+    print(f"bits/dim of {n} test examples of {name} (variational bound, {variance} variance, T = {run.schedule.T}): "
+          f"{mean:.4f} ± {err:.4f}; L_T {float(prior.mean()):.4g}, sum of L_1..L_(T-1) {float(terms[1:].sum()):.4f}, "
+          f"L_0 {float(terms[0]):.4f}; {time.perf_counter() - t0:.1f}s")
+    if a.out:
+        out = Path(a.out)
+        plot = out.with_name(out.stem + "_terms.png") if out.suffix == ".png" else out.with_suffix(".png")
+    elif Path(a.run).is_dir():
+        plot = Path(a.run) / "vlb_terms.png"
+    else:  # a shipped pretrained model: not into the installed package
+        plot = Path("vlb_terms.png")
+    from .. import plotting
+    plotting.plot_vlb_terms(terms, plot, title=f"{name}: terms of the bound, total {mean:.3f} bits/dim")
+    if a.out:
+        from ..io import write_json
+        write_json(a.out, {"run": str(a.run), "method": a.method, "unit": "bits/dim", "num": n, "mean": mean,
+                           "stderr": err, "variance": "learned" if run.denoiser.learned_variance else "small",
+                           "T": run.schedule.T, "total_bpd": mean, "prior_bpd": float(prior.mean()),
+                           "decoder_bpd": float(terms[0]), "sum_terms_bpd": float(terms.sum()),
+                           "terms_bpd": terms.tolist(), "seed": a.seed, "plot": str(plot)})
+    print(f"wrote {plot}" + (f" and {a.out}" if a.out else ""))
 
 
 def _cmd_samplers(a) -> None:

@@ -2,11 +2,18 @@
 (Ho et al. 2020, Algorithm 1 and Appx. B), logged to CSV (and TensorBoard when it is installed),
 with sample grids and atomic checkpoints.
 
+``diffusion.loss`` picks the objective: ``simple`` (L_simple), or for a learned-variance network
+``hybrid`` (L_simple + λ L_vlb) or ``vlb`` (Nichol & Dhariwal 2021, Eq. 16 and Sec. 3.3; see
+:func:`difflab.variational_bound.hybrid_losses`). ``train.timestep_sampler`` draws t uniformly or by
+the loss second moment; per-example losses are weighted by its importance weights (the logged loss is
+the weighted mean, an estimate of the uniform-t average), and it is updated with the unweighted
+losses of the whole global batch, so every process keeps the same state.
+
 A run directory holds ``config.json`` (the resolved config, with the data normalisation and the
 options the run was trained with), ``log.csv``, ``loss.png``, ``samples/step_<n>.png`` and the
 checkpoints ``ckpt-<n>/``. The trainer state (optimizer moments, data order, generator states,
-the half-filled log window) is saved with the weights, so ``resume=True`` continues a run
-exactly: a run killed at any moment and resumed ends bit for bit where an uninterrupted one does.
+the half-filled log window, the timestep sampler's loss history) is saved with the weights, so
+``resume=True`` continues a run exactly: a run killed at any moment and resumed ends bit for bit where an uninterrupted one does.
 
 One optimizer step sees a global batch of B = ``train.batch_size`` examples. Their indices,
 timesteps and noise are drawn for the whole batch from generators seeded by the run's seed;
@@ -95,6 +102,18 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _with_defaults(config: dict) -> dict:
+    """A config with the keys it lacks filled in from the section defaults, so a run saved before a
+    key existed reads as having the key's default."""
+    from ..config import SECTIONS
+
+    out = dict(config)
+    for section, defaults in SECTIONS.items():
+        if isinstance(config.get(section), dict):
+            out[section] = {**copy.deepcopy(defaults), **config[section]}
+    return out
+
+
 def _config_differences(saved: dict, given: dict) -> list[str]:
     """Dotted keys whose values differ between a run's config and another one (run-length keys aside)."""
     a = _flat({k: v for k, v in saved.items() if k not in ("normalization", "preset")})
@@ -121,7 +140,7 @@ def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | No
                 raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
             raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
         try:
-            saved = json.loads(cfg_path.read_text())
+            saved = _with_defaults(json.loads(cfg_path.read_text()))
         except json.JSONDecodeError:
             raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
         if config is not None:
@@ -218,9 +237,11 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
            progress: bool, log, max_minutes: float | None) -> Path:
     from ..data import load_dataset
     from ..models import build_model
+    from .. import timestep_sampling
     from ..objectives import l_simple, uniform_timesteps
     from ..random import randn
     from ..run import Normalization, build_denoiser
+    from ..variational_bound import hybrid_losses
 
     tr, seed = config["train"], config["seed"]
     main = world.is_main
@@ -245,6 +266,13 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     batch_size = tr["batch_size"]
     order = _DataOrder(data.shape[0], batch_size, data_gen)
     start, window = 0, [0.0, 0]  # window: sum and count of step losses not yet logged
+    diff = config["diffusion"]
+    objective, lam = diff.get("loss", "simple"), diff.get("vlb_weight", 0.001)
+    sampler_name = tr.get("timestep_sampler", "uniform")
+    # L_simple with uniform t keeps its own draw (uniform_timesteps, also for continuous schedules);
+    # the IDDPM objectives and importance sampling draw t from a timestep sampler (IDDPM Sec. 3.3)
+    t_sampler = None if objective == "simple" and sampler_name == "uniform" else timestep_sampling.get(sampler_name, diff["T"])
+    gather = t_sampler is not None and type(t_sampler) is not timestep_sampling.UniformSampler
 
     if resume and checkpoint.list_checkpoints(out):
         with warnings.catch_warnings():
@@ -262,6 +290,8 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         noise_gen.set_state(extra["rng.noise"])
         order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
         window = list(state.get("log_window", [0.0, 0]))
+        if t_sampler is not None:
+            t_sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
         start = state["step"]
         log(f"resuming {out} from step {start} ({ckpt.name})")
     elif resume:
@@ -295,20 +325,34 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         torch.manual_seed(_dropout_seed(seed, world.rank, step))
         idx = order.next().to(data.device)
         x0 = data[idx]
-        t = uniform_timesteps(schedule, batch_size, noise_gen, dev)  # drawn as l_simple draws them
+        if t_sampler is None:
+            t, weights = uniform_timesteps(schedule, batch_size, noise_gen, dev), None  # drawn as l_simple draws them
+        else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
+            t, weights = t_sampler.sample(batch_size, noise_gen, dev)
         eps = randn(x0.shape, noise_gen, dev, x0.dtype)
         y = None if labels is None else drop_labels(labels[idx], tr["label_dropout"], num_classes, noise_gen)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
+        per_t = torch.zeros(batch_size, dtype=torch.float64) if gather else None  # unweighted, for the sampler
         lo = world.rank * per_rank
         for k in range(accum):
             s = slice(lo + k * micro, lo + (k + 1) * micro)
             sync = net.no_sync() if world.started and k < accum - 1 else contextlib.nullcontext()
             with sync:
                 with autocast:
-                    losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s], y=None if y is None else y[s])
+                    if objective == "simple":
+                        losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s], y=None if y is None else y[s])
+                    else:
+                        losses = hybrid_losses(forward, schedule, x0[s], t[s], noise=eps[s], lam=lam,
+                                               y=None if y is None else y[s], objective=objective)["loss"]
+                if per_t is not None:
+                    per_t[s] = losses.detach().double().cpu()
+                if weights is not None:
+                    losses = losses * weights[s]
                 (losses.sum() / per_rank).backward()
             total += losses.detach().sum()
+        if per_t is not None:  # every rank records the global batch, so all keep the same sampler state
+            t_sampler.update(t, world.sum(per_t.tolist(), dev) if world.started else per_t)
         max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
         opt.step()
@@ -320,6 +364,8 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         opt_tensors, groups = _flatten_optimizer(opt)
         trainer_tensors = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(),
                            "data.perm": order.perm}
+        if t_sampler is not None:
+            trainer_tensors.update({f"sampler.{k}": v for k, v in t_sampler.state_dict().items()})
         checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": trainer_tensors},
                         {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates,
                          "log_window": window, "world_size": world.world_size}, keep=tr["keep"])
@@ -414,9 +460,13 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     return out
 
 
+LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb"}
+
+
 def _plot_loss(config: dict, out: Path) -> None:
     from .. import plotting
-    plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=f"{config['data']['name']}: L_simple")
+    name = LOSS_NAMES[config["diffusion"].get("loss", "simple")]
+    plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=f"{config['data']['name']}: {name}")
 
 
 def _finish(config: dict, norm, denoiser, out: Path, step: int, dataset) -> None:
