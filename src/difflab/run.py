@@ -91,12 +91,16 @@ class Run:
 
     def sample(self, num: int, sampler: str | None = None, steps: int | None = None, generator=None,
                x_T: torch.Tensor | None = None, progress: bool = False, callback=None, classes=None,
-               guidance: str | None = None, scale: float = 0.0, compose: bool = False, **options) -> torch.Tensor:
+               guidance: str | None = None, scale: float = 0.0, compose: bool = False, classifier=None,
+               **options) -> torch.Tensor:
         """``num`` samples in data coordinates; defaults come from the config's ``sample`` section.
 
         For a class-conditional model: ``classes`` (an int or a list; sample i gets
         ``classes[i % len]``, or all of them with ``compose``) and ``guidance="cfg"`` with scale w
-        (see :func:`difflab.guidance.conditional_denoiser`).
+        (see :func:`difflab.guidance.conditional_denoiser`). For any image model:
+        ``guidance="classifier"`` with ``classifier`` (a classifier run directory or a loaded
+        :class:`~difflab.training.classifier.ClassifierRun`) and scale s: Algorithm 1 of Dhariwal &
+        Nichol 2021 (the mean shift) with the ``ddpm`` sampler, Algorithm 2 (the ε shift) with the others.
         """
         from .guidance import conditional_denoiser
         from .samplers import sample as sample_denoiser
@@ -110,7 +114,16 @@ class Run:
         device = next(self.model.parameters()).device
         if isinstance(classes, int) and not isinstance(classes, bool):
             classes = [classes]
-        denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose)
+        network = classifier  # anything but None without guidance="classifier" is refused below
+        if classifier is not None and guidance == "classifier":
+            from .training.classifier import ClassifierRun, load_classifier
+
+            if not isinstance(classifier, ClassifierRun):
+                classifier = load_classifier(classifier)
+            classifier.check_fits(self.schedule, self.shape, self.config["normalization"])
+            network = classifier.model.to(device)
+        denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose, classifier=network,
+                                        ancestral=sampler == "ddpm")
         x = sample_denoiser(denoiser, (num, *self.shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
                             generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
         return self.normalization.to_data(x)

@@ -74,10 +74,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", dest="classes", type=_classes, metavar="K1,K2,...", help="same as --class")
     s.add_argument("--compose", action="store_true",
                    help="condition every sample on all the --classes at once (a product of experts)")
-    s.add_argument("--guidance", default=None, choices=["cfg", "none"],
-                   help="cfg: classifier-free guidance towards the classes (needs a model trained with label dropout)")
+    s.add_argument("--guidance", default=None, choices=["cfg", "classifier", "none"],
+                   help="cfg: classifier-free guidance towards the classes (needs a model trained with label dropout); "
+                        "classifier: classifier guidance by the --classifier (Dhariwal & Nichol 2021)")
+    s.add_argument("--classifier", default=None, metavar="DIR",
+                   help="with --guidance classifier: a noise-aware classifier run (difflab train-classifier) trained on "
+                        "the model's data and schedule")
     s.add_argument("--scale", type=float, default=None,
-                   help="guidance scale w (Ho & Salimans 2022, Eq. 6; 0 = the plain conditional model; default 3 with --guidance)")
+                   help="guidance scale: cfg's w (Ho & Salimans 2022, Eq. 6; 0 = the plain conditional model; default 3) "
+                        "or the classifier scale s (Dhariwal & Nichol 2021; 1 = p(x|y) for an exact classifier; default 1)")
+
+    tc = sub.add_parser("train-classifier", help="train the noise-aware classifier of classifier guidance")
+    tc.add_argument("config", help="preset (digits-classifier, mnist-classifier, fashion-mnist-classifier) or a .yaml/.toml file")
+    tc.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
+    tc.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
+    tc.add_argument("--seed", type=_int, help="random seed (default: the config's)")
+    tc.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its newest valid checkpoint (CONFIG must be the run's own)")
+    tc.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
+    tc.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="write a run's EMA weights and config as a small model directory")
     e.add_argument("run", help="run directory")
@@ -164,8 +179,17 @@ def _cmd_sample(a) -> None:
         options["variance"] = a.variance
     options.update(_parse_options(a.option))
     if a.scale is not None and a.guidance in (None, "none"):
-        raise _error("--scale needs --guidance cfg.")
-    scale = (3.0 if a.scale is None else a.scale) if a.guidance == "cfg" else 0.0
+        raise _error("--scale needs --guidance cfg or --guidance classifier.")
+    if a.classifier is not None and a.guidance != "classifier":
+        raise _error("--classifier needs --guidance classifier.")
+    if a.guidance == "classifier" and a.classifier is None:
+        raise _error("--guidance classifier needs --classifier DIR (a noise-aware classifier from difflab train-classifier).")
+    default_scale = {"cfg": 3.0, "classifier": 1.0}.get(a.guidance)
+    scale = (default_scale if a.scale is None else a.scale) if default_scale is not None else 0.0
+    classifier = None
+    if a.guidance == "classifier":
+        from ..training.classifier import load_classifier
+        classifier = load_classifier(a.classifier)
     if a.compose and not a.classes:
         raise _error("--compose needs --classes K1,K2.")
     chunks = []
@@ -177,10 +201,22 @@ def _cmd_sample(a) -> None:
             classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
         chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
                                  discretization=a.discretization, classes=classes, guidance=a.guidance,
-                                 scale=scale, compose=a.compose, **options))
+                                 scale=scale, compose=a.compose, classifier=classifier, **options))
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
+
+
+def _cmd_train_classifier(a) -> None:
+    from pathlib import Path
+
+    from ..training.classifier import resolve, train_classifier
+
+    if a.resume and not (Path(a.out) / "config.json").is_file():
+        raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
+                     else f"cannot resume: run directory {a.out!r} does not exist.")
+    train_classifier(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
+                     progress=not a.no_progress)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -347,8 +383,8 @@ def _error(message: str):
     return DifflabError(message)
 
 
-COMMANDS = {"train": _cmd_train, "sample": _cmd_sample, "demo": _cmd_demo, "schedules": _cmd_schedules,
-            "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export}
+COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "sample": _cmd_sample, "demo": _cmd_demo,
+            "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,495 @@
+"""Training the noise-aware classifier of classifier guidance (Dhariwal & Nichol 2021, Sec. 4; their
+``classifier_train.py``): cross-entropy of p_φ(y | x_t) on x_t = q_sample(x_0, t), t uniform over the
+timesteps of the diffusion schedule the classifier will guide.
+
+A classifier run is a directory like a diffusion run: ``config.json`` (the resolved config: the
+``data``, the ``diffusion`` schedule, the data ``normalization`` — images in [−1, 1] — the
+classifier's ``model`` config with ``type: classifier``, ``train`` and ``seed``), ``log.csv``,
+``loss.png``, the checkpoints ``ckpt-<n>/`` of :mod:`difflab.training.checkpoint` (atomic,
+checksummed, the last ``keep`` kept; ``ema.safetensors`` holds the EMA weights that guidance uses) and
+``eval.json``: the accuracy on held-out images at t = 0, T/4 and T/2. Held out are the dataset's test
+split (mnist, fashion-mnist, idx) or, for a set without one (digits), the last ``train.eval_num``
+loaded examples, which are then left out of training. ``resume=True`` continues a run exactly
+(optimizer, data order, generator states are checkpointed), bit for bit on the CPU.
+
+Configs: the presets in :data:`PRESETS` (``digits-classifier``, ``mnist-classifier``,
+``fashion-mnist-classifier``) or a YAML/TOML/JSON file with the same sections, which may start from
+a preset (``preset: digits-classifier``). The ``diffusion`` section must be the one of the model
+to guide (schedule, T, schedule_params): guidance refuses a classifier trained on another schedule.
+One process; no torchrun.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import process
+from ..errors import DifflabError
+from ..io import write_json, write_text
+from . import checkpoint
+
+_DIGITS_LIKE = {"data": {"name": "digits"},
+                "model": {"type": "classifier", "in_channels": 1, "image_size": 8, "base_channels": 32,
+                          "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+                          "num_heads": 1, "num_classes": 10},
+                "diffusion": {"schedule": "cosine", "T": 1000},
+                "train": {"steps": 3000, "batch_size": 128, "lr": 1e-3, "warmup": 100, "log_every": 100,
+                          "save_every": 1000, "eval_num": 297}}
+
+
+def _mnist_like(name: str) -> dict:
+    return {"data": {"name": name},
+            "model": {"type": "classifier", "in_channels": 1, "image_size": 28, "base_channels": 32,
+                      "channel_mult": [1, 2, 2], "num_res_blocks": 1, "attention_resolutions": [7],
+                      "num_heads": 1, "num_classes": 10},
+            "diffusion": {"schedule": "cosine", "T": 1000},
+            "train": {"steps": 6000, "batch_size": 128, "lr": 5e-4, "warmup": 200, "log_every": 100,
+                      "save_every": 1000, "eval_num": 2000}}
+
+
+#: Classifier presets; their ``diffusion`` sections match the diffusion presets of the same data
+#: (and the shipped mnist / fashion-mnist models).
+PRESETS: dict[str, dict] = {
+    "digits-classifier": _DIGITS_LIKE,
+    "mnist-classifier": _mnist_like("mnist"),
+    "fashion-mnist-classifier": _mnist_like("fashion-mnist"),
+}
+
+SECTIONS: dict[str, dict] = {
+    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None},
+    "diffusion": {"schedule": "linear", "T": 1000, "schedule_params": {}},
+    "train": {"steps": 2000, "batch_size": 128, "lr": 3e-4, "weight_decay": 0.05, "warmup": 100, "grad_clip": 1.0,
+              "ema_decay": 0.999, "log_every": 50, "save_every": 1000, "keep": 2, "eval_num": 1000},
+}
+LOG_HEADER = "step,loss,accuracy,lr,grad_norm,seconds"
+# keys that may differ between a run's config.json and the config it is resumed with
+RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
+_HAS_TEST_SPLIT = ("mnist", "fashion-mnist", "idx")
+
+
+def validate(config: dict) -> dict:
+    """Fill defaults and check every key of a classifier config; return the complete config."""
+    from .. import schedules
+    from ..models.classifier import build_classifier, complete_classifier_config
+
+    if not isinstance(config, dict):
+        raise DifflabError("a classifier config must be a mapping of sections (data, model, diffusion, train).")
+    known = set(SECTIONS) | {"model", "seed", "preset", "normalization"}
+    for key in config:
+        if key not in known:
+            raise DifflabError(f"unknown classifier config key {key!r}; expected one of {', '.join(sorted(known))}.")
+    out = {}
+    for section, defaults in SECTIONS.items():
+        given = config.get(section, {}) or {}
+        if not isinstance(given, dict):
+            raise DifflabError(f"config section {section!r} must be a mapping, got {type(given).__name__}.")
+        for key in given:
+            if key not in defaults:
+                raise DifflabError(f"unknown classifier config key '{section}.{key}'; expected one of {', '.join(defaults)}.")
+        out[section] = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    out["model"] = complete_classifier_config(config.get("model", {}) or {})
+    if out["model"]["num_classes"] is not None:
+        build_classifier(out["model"])  # raises on a bad value
+    out["seed"] = config.get("seed", 0)
+    if config.get("normalization") is not None:
+        out["normalization"] = config["normalization"]
+    if out["data"]["name"] is None:
+        raise DifflabError("the classifier config needs 'data.name' (a labelled image dataset such as digits or mnist).")
+    tr = out["train"]
+    for key in ("steps", "batch_size", "log_every", "keep", "eval_num"):
+        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1:
+            raise DifflabError(f"train.{key} must be a positive integer, got {tr[key]!r}.")
+    for key in ("warmup", "save_every"):
+        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 0:
+            raise DifflabError(f"train.{key} must be an integer >= 0, got {tr[key]!r}.")
+    for key, lo, hi in (("lr", 0.0, None), ("weight_decay", None, None), ("grad_clip", None, None), ("ema_decay", None, 1.0)):
+        v = tr[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (lo is not None and v <= lo) \
+                or (hi is not None and v >= hi):
+            what = {"lr": "a positive number", "ema_decay": "a number in [0, 1)"}.get(key, "a number >= 0")
+            raise DifflabError(f"train.{key} must be {what}, got {v!r}.")
+    seed = out["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
+    d = out["diffusion"]
+    schedules.get(d["schedule"], d["T"], **d["schedule_params"])  # raises on a bad schedule
+    return out
+
+
+def resolve(spec: str | dict) -> dict:
+    """A classifier preset name, a config file path, or a dict -> a complete, validated config."""
+    from ..config import PRESETS as DIFFUSION_PRESETS
+    from ..config import _merge, load_file
+
+    if isinstance(spec, dict):
+        data = spec
+    elif spec in PRESETS:
+        data = {"preset": spec}
+    elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
+        data = load_file(spec)
+    else:
+        hint = f" ({spec!r} is a diffusion preset; its classifier is {spec}-classifier)" \
+            if spec in DIFFUSION_PRESETS and f"{spec}-classifier" in PRESETS else ""
+        raise DifflabError(f"unknown classifier preset {spec!r}{hint}; expected one of {', '.join(PRESETS)}, "
+                           "or a .yaml/.toml config file.")
+    preset = data.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise DifflabError(f"unknown classifier preset {preset!r}; expected one of {', '.join(PRESETS)}.")
+        data = _merge(PRESETS[preset], {k: v for k, v in data.items() if k != "preset"})
+    return validate(data)
+
+
+def _split(config: dict, seed: int):
+    """(train images, train labels, held-out images, held-out labels, description of the held-out split)."""
+    from ..data import load_dataset
+
+    d, n_eval = config["data"], config["train"]["eval_num"]
+    kw = {"root": d["root"], "image_size": d["image_size"], "channels": d["channels"], "seed": seed}
+    train = load_dataset(d["name"], num=d["num"], **kw)
+    if train.kind != "image":
+        raise DifflabError(f"dataset {d['name']!r} holds {train.shape[0]}-D points; the classifier is for images.")
+    if train.labels is None:
+        raise DifflabError(f"dataset {d['name']!r} has no labels; a classifier needs a labelled dataset.")
+    if d["name"] in _HAS_TEST_SPLIT:
+        test = load_dataset(d["name"], num=n_eval, split="test", **kw)
+        return train.data, train.labels, test.data, test.labels, f"the first {len(test)} test images", train
+    if n_eval >= len(train):
+        raise DifflabError(f"train.eval_num = {n_eval} holds out all {len(train)} loaded images of {d['name']!r}, "
+                           "leaving none to train on; make it smaller.")
+    cut = len(train) - n_eval
+    return (train.data[:cut], train.labels[:cut], train.data[cut:], train.labels[cut:],
+            f"the last {n_eval} of the {len(train)} loaded images (not trained on)", train)
+
+
+def train_classifier(config: dict | None, out: str | Path, steps: int | None = None, seed: int | None = None,
+                     resume: bool = False, device: str | None = None, progress: bool = True, log=print) -> Path:
+    """Train (or, with ``resume``, continue) the classifier run ``out``; returns ``out``.
+
+    ``config``: a resolved config (:func:`resolve`), or None when resuming (the run's own is used)."""
+    from ..models.classifier import build_classifier
+    from ..objectives import uniform_timesteps
+    from ..random import randn
+    from ..run import Normalization
+    from .distributed import World, pick_device
+    from .ema import EMA
+    from .trainer import _DataOrder, _dropout_seed, _flatten_optimizer, _remove_stale_temp_files, _unflatten_optimizer
+
+    out = Path(out)
+    if config is not None:
+        config = validate(config)
+        saved = out / "config.json"
+        if resume and config["model"]["num_classes"] is None and saved.is_file():  # the run filled it in from the data
+            try:
+                config["model"]["num_classes"] = json.loads(saved.read_text())["model"]["num_classes"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass  # _prepare_config names the problem
+    config = _prepare_config(out, config, resume, seed)
+    tr = config["train"]
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise DifflabError(f"--steps must be a positive integer, got {steps!r}.")
+        tr["steps"] = steps
+    dev = pick_device(device, World())
+    seed = config["seed"]
+
+    x_train, y_train, x_eval, y_eval, split, dataset = _split(config, seed)
+    top = int(dataset.labels.max())
+    model_cfg = config["model"]
+    if model_cfg["num_classes"] is None:
+        model_cfg["num_classes"] = top + 1
+    elif top >= model_cfg["num_classes"] or int(dataset.labels.min()) < 0:
+        raise DifflabError(f"dataset {dataset.name!r} has labels up to {top}, but model.num_classes is "
+                           f"{model_cfg['num_classes']}; set it to at least {top + 1}.")
+    c, h, w = dataset.shape
+    if (model_cfg["in_channels"], model_cfg["image_size"], model_cfg["image_size"]) != (c, h, w):
+        raise DifflabError(f"dataset {dataset.name!r} holds {c}x{h}x{w} images but the classifier expects "
+                           f"{model_cfg['in_channels']}x{model_cfg['image_size']}x{model_cfg['image_size']}; "
+                           "set model.in_channels and model.image_size to match.")
+    norm = Normalization.fit("image", dataset.data)
+    config["normalization"] = norm.to_config()
+    data = norm.to_model(x_train).to(dev)
+    labels = y_train.long().to(dev)
+    schedule = _schedule(config)
+
+    torch.manual_seed(seed)
+    model = build_classifier(model_cfg).to(dev)
+    ema = EMA(model, tr["ema_decay"])
+    opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
+    data_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator().manual_seed(seed + 1)
+    order = _DataOrder(data.shape[0], tr["batch_size"], data_gen)
+    start, window = 0, [0.0, 0.0, 0]  # loss sum, accuracy sum, steps not yet logged
+
+    if resume and checkpoint.list_checkpoints(out):
+        ckpt = checkpoint.latest_valid(out)
+        state = json.loads((ckpt / "state.json").read_text())
+        model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
+        ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
+        ema.updates = state["ema_updates"]
+        extra = checkpoint.load_tensors(ckpt, "trainer")
+        opt.load_state_dict(_unflatten_optimizer(extra, state["param_groups"]))
+        data_gen.set_state(extra["rng.data"])
+        noise_gen.set_state(extra["rng.noise"])
+        order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
+        window = list(state["log_window"])
+        start = state["step"]
+        log(f"resuming {out} from step {start} ({ckpt.name})")
+    elif resume:
+        log(f"{out} holds no checkpoint yet; starting it from step 0")
+    if start >= tr["steps"]:
+        log(f"{out} has already been trained for {start} steps (target {tr['steps']}); nothing to do.")
+        if start == tr["steps"] and not (out / "eval.json").exists():  # killed after the last save
+            _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, start, split, seed, log)
+        return out
+
+    def save(step: int) -> None:
+        opt_tensors, groups = _flatten_optimizer(opt)
+        trainer_tensors = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(),
+                           "data.perm": order.perm}
+        checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": trainer_tensors},
+                        {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates, "log_window": window},
+                        keep=tr["keep"])
+
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(out)
+    write_json(out / "config.json", config)
+    csv_path = out / "log.csv"
+    _truncate_log(csv_path, start)
+    bar = None
+    if progress:
+        from ..progress import progress_bar
+        bar = progress_bar(total=tr["steps"], initial=start, desc=f"train-classifier {config['data']['name']}", unit="step")
+    t0, step = time.perf_counter(), start
+    model.train()
+    try:
+        with open(csv_path, "a") as csv:
+            for step in range(start + 1, tr["steps"] + 1):
+                lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed(_dropout_seed(seed, 0, step))
+                idx = order.next().to(dev)
+                x0, y = data[idx], labels[idx]
+                t = uniform_timesteps(schedule, tr["batch_size"], noise_gen, dev)
+                x_t = process.q_sample(schedule, x0, t, randn(x0.shape, noise_gen, dev, x0.dtype))
+                logits = model(process.model_input(schedule, x_t, t), schedule.model_time(t).to(dev))
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+                opt.step()
+                ema.update(model)
+                window = [window[0] + float(loss.detach()), window[1] + float((logits.argmax(1) == y).float().mean()), window[2] + 1]
+                if bar is not None:
+                    bar.update(1)
+                if step % tr["log_every"] == 0 or step == tr["steps"]:
+                    mean_loss, mean_acc = window[0] / window[2], window[1] / window[2]
+                    window = [0.0, 0.0, 0]
+                    csv.write(f"{step},{mean_loss:.6g},{mean_acc:.4f},{lr:.6g},{grad_norm:.6g},{time.perf_counter() - t0:.2f}\n")
+                    csv.flush()
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{mean_acc:.3f}", refresh=False)
+                if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"]:
+                    save(step)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    from .. import plotting
+    plotting.plot_loss_curves_from_csv(csv_path, out / "loss.png", title=f"{config['data']['name']} classifier: cross-entropy")
+    log(f"trained {out}: step {step}/{tr['steps']} ({step - start} steps in {wall:.1f}s)")
+    _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, step, split, seed, log)
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
+    """The config to train with: on resume the run's own (checked against ``config`` if given, the
+    run-length keys aside), else a copy of ``config`` for a new run directory."""
+    cfg_path = out / "config.json"
+    if resume:
+        if not cfg_path.is_file():
+            if not out.exists():
+                raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
+            raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError:
+            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+        if not isinstance(saved.get("model"), dict) or saved["model"].get("type") != "classifier":
+            raise DifflabError(f"{str(out)!r} is a diffusion run, not a classifier run; resume it with difflab train.")
+        if config is not None:
+            skip = {"normalization", "preset"}
+            a, b = (_flat({k: v for k, v in c.items() if k not in skip}) for c in (saved, config))
+            missing = object()
+            diffs = [f"{k} (run: {json.dumps(a.get(k))}, given: {json.dumps(b.get(k))})" for k in sorted(set(a) | set(b))
+                     if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)]
+            if diffs:
+                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}. "
+                                   "Pass the preset or config file the run was started with, or choose a new --out.")
+        if seed is not None and seed != saved.get("seed"):
+            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
+                               f"{saved.get('seed')}; leave --seed out when resuming.")
+        return saved
+    if config is None:
+        raise DifflabError("train-classifier needs a config (a preset name, a config file or a dict) unless it resumes a run.")
+    if out.exists() and not out.is_dir():
+        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
+    if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
+        raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
+    config = copy.deepcopy(config)
+    if seed is not None:
+        config["seed"] = seed
+    return config
+
+
+def _schedule(config: dict):
+    from .. import schedules
+
+    d = config["diffusion"]
+    return schedules.get(d["schedule"], d["T"], **d.get("schedule_params", {}))
+
+
+def eval_times(schedule) -> list:
+    """t = 0, T/4 and T/2 (for a continuous schedule: 0, t_max/4, t_max/2)."""
+    if schedule.discrete:
+        return [0, schedule.T // 4, schedule.T // 2]
+    return [0.0, schedule.t_max / 4, schedule.t_max / 2]
+
+
+@torch.no_grad()
+def accuracy(model, schedule, x0: torch.Tensor, y: torch.Tensor, t, generator: torch.Generator,
+             batch_size: int = 500) -> float:
+    """The fraction of ``x0`` (model coordinates) whose noised x_t at time ``t`` the classifier labels ``y``."""
+    from ..random import randn
+
+    model.eval()
+    right = 0
+    for lo in range(0, x0.shape[0], batch_size):
+        xb, yb = x0[lo:lo + batch_size], y[lo:lo + batch_size]
+        tb = torch.full((xb.shape[0],), t, dtype=torch.float64 if isinstance(t, float) else torch.long)
+        x_t = process.q_sample(schedule, xb, tb, randn(xb.shape, generator, xb.device, xb.dtype))
+        logits = model(process.model_input(schedule, x_t, tb), schedule.model_time(tb).to(xb.device))
+        right += int((logits.argmax(1) == yb).sum())
+    return right / max(1, x0.shape[0])
+
+
+def _evaluate(model, schedule, x0, y, out: Path, step: int, split: str, seed: int, log) -> dict:
+    gen = torch.Generator().manual_seed(seed + 4321)
+    rows = [{"t": t, "accuracy": accuracy(model, schedule, x0, y, t, gen)} for t in eval_times(schedule)]
+    result = {"step": step, "weights": "ema", "held_out": split, "num": int(x0.shape[0]), "accuracy": rows}
+    write_json(out / "eval.json", result)
+    log("held-out accuracy (EMA weights, " + split + "): " +
+        ", ".join(f"t={r['t']:g}: {100 * r['accuracy']:.1f}%" for r in rows))
+    return result
+
+
+def _truncate_log(csv_path: Path, step: int) -> None:
+    """Start ``log.csv`` or, on resume, drop the rows after ``step`` and any half-written one."""
+    kept = [LOG_HEADER]
+    if csv_path.exists():
+        width = LOG_HEADER.count(",") + 1
+        for line in csv_path.read_text().splitlines()[1:]:
+            fields = line.split(",")
+            try:
+                ok = len(fields) == width and int(fields[0]) <= step
+                [float(f) for f in fields[1:]]
+            except ValueError:
+                ok = False
+            if ok:
+                kept.append(line)
+    write_text(csv_path, "\n".join(kept) + "\n")
+
+
+@dataclass
+class ClassifierRun:
+    """A trained noise-aware classifier with its config (schedule, normalisation, image shape)."""
+
+    path: Path
+    config: dict
+    model: torch.nn.Module
+    step: int
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config["model"]["num_classes"])
+
+    @property
+    def shape(self) -> tuple:
+        m = self.config["model"]
+        return (m["in_channels"], m["image_size"], m["image_size"])
+
+    @property
+    def schedule(self):
+        return _schedule(self.config)
+
+    def check_fits(self, schedule, shape: tuple, normalization: dict) -> None:
+        """Refuse, in one sentence, to guide a model of another image shape, data normalisation or schedule.
+
+        A schedule mismatch is an error, not a warning: the classifier reads the time the network is
+        given, which names a different noise level under another schedule, so its gradient would be
+        silently wrong."""
+        c, h, w = self.shape
+        if tuple(shape) != self.shape:
+            dims = "x".join(map(str, shape))
+            raise DifflabError(f"the classifier in {str(self.path)!r} was trained on {c}x{h}x{w} images but the model "
+                               f"makes samples of shape {dims}; train a classifier on the model's data.")
+        mine = self.config["normalization"]
+        if normalization.get("kind") != "image" or [normalization.get("shift"), normalization.get("scale")] != \
+                [mine["shift"], mine["scale"]]:
+            raise DifflabError(f"the classifier in {str(self.path)!r} expects images scaled to [-1, 1], but the model "
+                               f"works in other coordinates ({normalization.get('kind')}, shift {normalization.get('shift')}, "
+                               f"scale {normalization.get('scale')}).")
+        ours, theirs = self.schedule.to_config(), schedule.to_config()
+        if ours != theirs:
+            show = lambda c: ", ".join(f"{k} {v}" for k, v in c.items())  # noqa: E731
+            raise DifflabError(f"the classifier in {str(self.path)!r} was trained on another diffusion schedule "
+                               f"({show(ours)}) than the model's ({show(theirs)}); train it with the model's "
+                               "diffusion section.")
+
+
+def load_classifier(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> ClassifierRun:
+    """The newest valid checkpoint of a classifier run (``weights``: "ema" or "model"), in eval mode."""
+    from ..models.classifier import build_classifier
+
+    if weights not in ("ema", "model"):
+        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
+    path = Path(path)
+    if not path.is_dir():
+        raise DifflabError(f"classifier directory {str(path)!r} does not exist.")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except FileNotFoundError:
+        raise DifflabError(f"{str(path)!r} is not a classifier run (no config.json).") from None
+    except json.JSONDecodeError:
+        raise DifflabError(f"config file {str(path / 'config.json')!r} is corrupt (not valid JSON).") from None
+    if not isinstance(config.get("model"), dict) or config["model"].get("type") != "classifier":
+        raise DifflabError(f"{str(path)!r} is a diffusion run, not a classifier; train one with difflab train-classifier.")
+    where = checkpoint.latest_valid(path)
+    state = checkpoint.load_tensors(where, weights)
+    model = build_classifier(config["model"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DifflabError(f"weights in {str(where)!r} do not match the classifier in config.json "
+                           f"({str(e).splitlines()[0]}).") from None
+    step = json.loads((where / "state.json").read_text())["step"]
+    return ClassifierRun(path, config, model.to(device).eval().requires_grad_(False), step)
