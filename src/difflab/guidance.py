@@ -78,7 +78,9 @@ class ClassifierFreeGuidance:
         eps_u, *eps_c = pred.eps.chunk(n + 1)
         eps = guided_eps(eps_u, eps_c, self.w)
         x0 = process.eps_to_x0(self.schedule, x_t, t, eps)
-        return self.base.clip(x_t, t, Prediction(eps=eps, x0=x0))
+        # a learned variance comes from the (first) conditional branch, as in GLIDE's guided sampler
+        v_raw = None if pred.v_raw is None else pred.v_raw.chunk(n + 1)[1]
+        return self.base.clip(x_t, t, Prediction(eps=eps, x0=x0, v_raw=v_raw))
 
 
 class ClassifierGuidance:
