@@ -35,6 +35,10 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "num_heads": 1,
         "groups": 32,
         "num_classes": None,
+        "num_head_channels": None,
+        "resblock_updown": False,
+        "scale_shift_norm": False,
+        "rescale_residuals": False,
     },
 }
 
