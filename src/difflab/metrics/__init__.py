@@ -1,0 +1,38 @@
+"""Metrics of generated samples, over pluggable feature extractors.
+
+Submodules are imported on first use, so ``import difflab.metrics`` does not import torch:
+
+* ``classifiers``: the small per-dataset judges (digits, mnist, fashion-mnist) --
+  ``judge(images, dataset) -> (pred_class, confidence)``, ``load_judge(dataset)`` with
+  ``.features(x)`` and ``.logits(x)``.
+* ``frechet``: Fréchet distance between feature sets (``frechet_distance_of``).
+* ``precision_recall``: improved precision and recall of feature sets (``precision_recall``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_SUBMODULES = {"classifiers", "frechet", "precision_recall"}
+_ATTRIBUTES = {
+    "judge": ("classifiers", "judge"),
+    "load_judge": ("classifiers", "load_judge"),
+    "load_classifier": ("classifiers", "load_classifier"),
+    "JudgeNet": ("classifiers", "JudgeNet"),
+    "JUDGE_DATASETS": ("classifiers", "JUDGE_DATASETS"),
+}
+
+__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _ATTRIBUTES:
+        module, attr = _ATTRIBUTES[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'difflab.metrics' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
