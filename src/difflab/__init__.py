@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
                "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood",
-               "guidance", "pretrained", "variational_bound", "timestep_sampling"}
+               "guidance", "pretrained", "variational_bound", "timestep_sampling", "metrics"}
 _ATTRIBUTES = {
     "load": ("run", "load"),
     "Run": ("run", "Run"),
