@@ -336,3 +336,36 @@ def test_classifier_that_does_not_fit_the_model_is_refused(runs):
     x = run.sample(2, steps=2, classes=[3, 5], guidance="classifier", scale=5.0, classifier=runs / "clf",
                    generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, 1, 8, 8)
+
+
+def test_guided_x0_is_clipped_when_the_model_clips():
+    """x̂_0 from the guided ε̂' is clamped (and ε̂' recomputed) for a model sampled with clipping;
+    without clipping it is exactly (x_t − σ_t ε̂')/α_t."""
+    from difflab import process, schedules
+    from difflab.denoiser import ModelDenoiser
+    from difflab.guidance import ClassifierGuidance
+
+    schedule = schedules.get("cosine", 100)
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    class Linear(torch.nn.Module):
+        num_classes = 2
+
+        def forward(self, x, t):
+            f = x.flatten(1).sum(1, keepdim=True)
+            return torch.cat([f, -f], dim=1)
+
+    x = torch.randn(4, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    t = torch.full((4,), 95)
+    for clip in (None, (-1.0, 1.0)):
+        guided = ClassifierGuidance(ModelDenoiser(Zero(), schedule, "eps", clip_x0=clip), Linear(), [0], 10.0)
+        pred = guided(x, t)
+        if clip is None:
+            assert torch.allclose(pred.x0, process.eps_to_x0(schedule, x, t, pred.eps), atol=1e-10)
+            assert pred.x0.abs().max() > 1.0  # the shift, divided by a small α_t, leaves the data range
+        else:
+            assert pred.x0.abs().max() <= 1.0
+            assert torch.allclose(pred.eps, process.x0_to_eps(schedule, x, t, pred.x0), atol=1e-10)

@@ -136,7 +136,21 @@ class ClassifierGuidance:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         eps = pred.eps - self.scale * process.sigma(self.schedule, t, x_t) * self.grad_log_prob(x_t, t)
-        return dataclasses.replace(pred, eps=eps, x0=process.eps_to_x0(self.schedule, x_t, t, eps))
+        guided = dataclasses.replace(pred, eps=eps, x0=process.eps_to_x0(self.schedule, x_t, t, eps))
+        clip = _clipper(self.base)
+        # x̂_0 = (x_t − σ_t ε̂')/α_t multiplies the shift by σ_t/α_t, thousands at the first steps of a
+        # cosine schedule; a model that samples with clipped x̂_0 gets the guided x̂_0 clipped too
+        # (the paper's code leaves it unclipped, which saturates small images at any scale)
+        return guided if clip is None else clip(x_t, t, guided)
+
+
+def _clipper(denoiser):
+    """The ``clip(x_t, t, pred)`` of the model under a (possibly wrapped) denoiser, or None."""
+    while denoiser is not None:
+        if callable(getattr(denoiser, "clip", None)) and getattr(denoiser, "clip_x0", None) is not None:
+            return denoiser.clip
+        denoiser = getattr(denoiser, "base", None)
+    return None
 
 
 class AncestralClassifierGuidance(ClassifierGuidance):
