@@ -79,6 +79,10 @@ def diffusers_kwargs(cfg: dict) -> dict:
     # so the two agree only when every normalised channel count is >= groups
     if min(c * m for m in mult) < cfg["groups"]:
         raise ValueError("a level has fewer channels than 'groups': diffusers would normalise it differently")
+    adm = {k: cfg[k] for k in ("num_head_channels", "resblock_updown", "scale_shift_norm", "rescale_residuals")
+           if cfg.get(k)}
+    if adm:
+        raise ValueError(f"the comparison is for the DDPM layout; these ADM options are not mapped: {adm}")
     if cfg["num_heads"] != 1:
         raise ValueError("one attention head expected (attention_head_dim=None gives one head per block in diffusers)")
     return dict(
