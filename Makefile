@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/difflab demo --out demo_out
 
 test: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
