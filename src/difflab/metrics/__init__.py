@@ -7,19 +7,23 @@ Submodules are imported on first use, so ``import difflab.metrics`` does not imp
   ``.features(x)`` and ``.logits(x)``.
 * ``frechet``: Fréchet distance between feature sets (``frechet_distance_of``).
 * ``precision_recall``: improved precision and recall of feature sets (``precision_recall``).
+* ``kid``: kernel distance (unbiased MMD² with the cubic kernel, mean and standard error over subsets).
+* ``inception_score``: exp(E KL(p(y|x) ‖ p(y))) over any classifier's probabilities, with splits.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"classifiers", "frechet", "precision_recall"}
+_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score"}
 _ATTRIBUTES = {
     "judge": ("classifiers", "judge"),
     "load_judge": ("classifiers", "load_judge"),
     "load_classifier": ("classifiers", "load_classifier"),
     "JudgeNet": ("classifiers", "JudgeNet"),
     "JUDGE_DATASETS": ("classifiers", "JUDGE_DATASETS"),
+    "frechet_distance_of": ("frechet", "frechet_distance_of"),
+    "kernel_distance": ("kid", "kernel_distance"),
 }
 
 __all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
