@@ -94,6 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
     tc.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    ev = sub.add_parser("eval", help="score samples against a dataset: FD, KID, IS, precision/recall in a named feature space")
+    ev.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
+    ev.add_argument("--samples", default=None, help="an .npz of samples (array 'samples', images in [0, 1]) instead of a run")
+    ev.add_argument("--ref", default=None, help="reference dataset: digits, mnist or fashion-mnist (default: the run's)")
+    ev.add_argument("--metrics", default="fd,kid,is,pr", help="comma-separated: fd, kid, is, pr")
+    ev.add_argument("--num", type=_int, default=1000, help="samples to draw from the run (and reference images)")
+    ev.add_argument("--sampler", default=None)
+    ev.add_argument("--steps", type=_int, default=None)
+    ev.add_argument("--seed", type=_int, default=0)
+    ev.add_argument("--batch-size", type=_int, default=500)
+    ev.add_argument("--out", default=None, help="also write the scores as JSON to this file")
+    ev.add_argument("--no-progress", action="store_true")
+
     e = sub.add_parser("export", help="write a run's EMA weights and config as a small model directory")
     e.add_argument("run", help="run directory")
     e.add_argument("--out", required=True, help="new directory for the exported model")
@@ -367,6 +380,53 @@ def _cmd_samplers(a) -> None:
         print(f"{name:<14} {i['order']:>5} {'yes' if i['stochastic'] else 'no':>10} {i['nfe_per_step']:>9} {i['min_steps']:>9}  {i['summary']}")
 
 
+def _cmd_eval(a) -> None:
+    import json
+
+    import numpy as np
+    import torch
+
+    from ..evaluate import check_metrics, evaluate_samples
+    from ..io import write_text
+
+    check_metrics(a.metrics)
+    if (a.run is None) == (a.samples is None):
+        raise _error("give either a run (to sample from) or --samples FILE.npz, not both and not neither.")
+    if a.samples is not None:
+        if a.ref is None:
+            raise _error("--samples needs --ref DATASET (digits, mnist or fashion-mnist).")
+        try:
+            samples = torch.from_numpy(np.load(a.samples)["samples"]).float()
+        except FileNotFoundError:
+            raise _error(f"samples file {a.samples!r} does not exist.") from None
+        except (KeyError, ValueError, OSError) as e:
+            raise _error(f"samples file {a.samples!r} is not an .npz with an array 'samples' ({e}).") from None
+        source = a.samples
+    else:
+        from ..random import generators_from_seeds
+        from ..run import load
+
+        run = load(a.run)
+        if run.kind != "image":
+            raise _error("difflab eval scores image models; this run holds 2-D points.")
+        chunks = []
+        for lo in range(0, a.num, a.batch_size):
+            n = min(a.batch_size, a.num - lo)
+            gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
+            chunks.append(run.sample(n, sampler=a.sampler, steps=a.steps, generator=gens, progress=not a.no_progress))
+        samples = torch.cat(chunks)
+        source = f"{a.run} ({a.sampler or run.config['sample']['sampler']}, {a.steps or run.config['sample']['steps']} steps)"
+        a.ref = a.ref or run.config["data"]["name"]
+    scores = evaluate_samples(samples, a.ref, a.metrics, num_ref=a.num if a.samples is None else samples.shape[0],
+                              seed=a.seed)
+    print(f"{source} against {a.ref} ({scores['num_samples']} samples, {scores['num_reference']} reference images):")
+    for key, value in scores.items():
+        if key not in ("extractor", "num_samples", "num_reference"):
+            print(f"  {key:<32} {value:.4f}")
+    if a.out:
+        write_text(a.out, json.dumps({"source": source, "reference": a.ref, **scores}, indent=2) + "\n")
+
+
 def _cmd_export(a) -> None:
     from ..pretrained import export
     out = export(a.run, a.out, weights=a.weights, notes=a.notes)
@@ -384,7 +444,8 @@ def _error(message: str):
 
 
 COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "sample": _cmd_sample, "demo": _cmd_demo,
-            "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export}
+            "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export,
+            "eval": _cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

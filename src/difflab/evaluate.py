@@ -1,0 +1,106 @@
+"""Evaluating samples against a dataset: FD, KID, IS, precision/recall in a named feature space.
+
+Features come from a pluggable extractor; the default for digits, MNIST and Fashion-MNIST is the
+shipped judge classifier of that dataset (``difflab.metrics.classifiers``), so every score is
+named by it — ``FD[mnist-classifier]``, never plain "FID". Reference features of a dataset's test
+split are cached as ``.npz`` keyed by dataset, extractor and count.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import DifflabError
+
+METRICS = ("fd", "kid", "is", "pr")
+
+
+def check_metrics(metrics) -> list[str]:
+    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise DifflabError(f"unknown metric {unknown[0] if unknown else '(none)'!r}; expected some of {', '.join(METRICS)}.")
+    return names
+
+
+class JudgeFeatures:
+    """The shipped judge of ``dataset`` as a feature extractor: 128-d penultimate features and class probabilities."""
+
+    def __init__(self, dataset: str):
+        from .metrics.classifiers import load_judge
+        self.dataset = dataset
+        self.name = f"{dataset}-classifier"
+        self.net = load_judge(dataset)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        self.net.check_input(images, "samples")
+        feats, probs = [], []
+        for lo in range(0, images.shape[0], batch_size):
+            x = images[lo:lo + batch_size].float().clamp(0, 1)
+            f = self.net.features(x)
+            feats.append(f)
+            probs.append(torch.softmax(self.net.head(f).float(), 1) if hasattr(self.net, "head")
+                         else torch.softmax(self.net.logits(x), 1))
+        return torch.cat(feats).double(), torch.cat(probs).double()
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
+
+
+def reference_features(dataset: str, extractor: JudgeFeatures, num: int, root=None) -> torch.Tensor:
+    """Features of the first ``num`` test images of ``dataset``, from the cache when present."""
+    from .io import atomic_path
+
+    path = _cache_dir() / f"ref-{dataset}-{extractor.name}-{num}.npz"
+    if path.is_file():
+        try:
+            return torch.from_numpy(np.load(path)["features"])
+        except Exception:  # a damaged cache file is recomputed
+            pass
+    from .data import load_dataset
+    test = load_dataset(dataset, root=root, split="test")
+    if num > len(test):
+        raise DifflabError(f"{num} reference images asked for, but the {dataset} test split holds {len(test)}.")
+    feats, _ = extractor(test.data[:num])
+    with atomic_path(path) as tmp:
+        np.savez(tmp, features=feats.numpy())
+    return feats
+
+
+def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
+                     seed: int = 0, root=None) -> dict:
+    """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split."""
+    from .metrics.frechet import frechet_distance_of
+    from .metrics.inception_score import inception_score
+    from .metrics.kid import kernel_distance
+    from .metrics.precision_recall import precision_recall
+
+    names = check_metrics(metrics)
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
+        raise DifflabError(f"samples must be images (N, C, H, W), got shape {tuple(getattr(samples, 'shape', ()))}.")
+    extractor = JudgeFeatures(dataset)
+    feats, probs = extractor(samples)
+    ref = reference_features(dataset, extractor, num_ref or samples.shape[0], root)
+    tag = extractor.name
+    out: dict = {"extractor": tag, "num_samples": samples.shape[0], "num_reference": ref.shape[0]}
+    if "fd" in names:
+        out[f"FD[{tag}]"] = frechet_distance_of(ref, feats)
+    if "kid" in names:
+        # subsets of half the smaller set (at most 1000, as in the paper), so they differ and the error means something
+        size = min(1000, max(2, min(ref.shape[0], feats.shape[0]) // 2))
+        k = kernel_distance(ref, feats, subsets=50, subset_size=size,
+                            generator=torch.Generator().manual_seed(seed))
+        out[f"KID[{tag}]"], out[f"KID[{tag}] se"] = k["kid"], k["kid_se"]
+    if "is" in names:
+        r = inception_score(probs, splits=min(10, samples.shape[0]))
+        out[f"IS[{tag}]"], out[f"IS[{tag}] std"] = r["is"], r["is_std"]
+    if "pr" in names:
+        pr = precision_recall(ref, feats)
+        out[f"precision[{tag}]"], out[f"recall[{tag}]"] = pr["precision"], pr["recall"]
+    return out
