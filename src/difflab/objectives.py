@@ -14,9 +14,10 @@ Tensor = torch.Tensor
 def uniform_timesteps(schedule: Schedule, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
     """t ~ Uniform{1, ..., T} for a discrete schedule (DDPM Algorithm 1, line 3); t ~ Uniform(t_min, 1)
     for a continuous SDE (Song et al. 2021, Eq. 7, with ε = t_min)."""
+    where = generator.device if generator is not None else None  # draw where the generator lives (CPU or CUDA)
     if getattr(schedule, "discrete", False):
-        return torch.randint(1, schedule.T + 1, (batch,), generator=generator).to(device)
-    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+        return torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=where).to(device)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64, device=where)
     return (schedule.t_min + (schedule.t_max - schedule.t_min) * u).to(device)
 
 
