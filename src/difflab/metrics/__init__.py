@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score"}
+_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception"}
 _ATTRIBUTES = {
     "judge": ("classifiers", "judge"),
     "load_judge": ("classifiers", "load_judge"),
