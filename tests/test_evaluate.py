@@ -55,3 +55,19 @@ def test_cli_eval_bad_input(tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(DifflabError, match="no judge"):
         evaluate_samples(torch.rand(10, 3, 32, 32), "cifar10")
+
+
+def test_inception_weights_name_the_score_fid(tmp_path):
+    """With the (here random) FID InceptionV3 weights the distance is reported as FID; a missing file is refused."""
+    from safetensors.torch import save_file
+
+    from difflab.metrics.inception import InceptionV3
+
+    torch.manual_seed(0)
+    net = InceptionV3()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "inc.safetensors"))
+    x = load_dataset("digits").data[:4]
+    s = evaluate_samples(x, "digits", metrics="fd", num_ref=4, inception_weights=tmp_path / "inc.safetensors")
+    assert s["extractor"] == "inception-v3" and "FID" in s and not any(k.startswith("FD[") for k in s)
+    with pytest.raises(DifflabError):
+        evaluate_samples(x, "digits", metrics="fd", num_ref=4, inception_weights=tmp_path / "missing.pth")

@@ -53,11 +53,12 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
 
-def reference_features(dataset: str, extractor: JudgeFeatures, num: int, root=None) -> torch.Tensor:
-    """Features of the first ``num`` test images of ``dataset``, from the cache when present."""
+def reference_features(dataset: str, extractor, num: int, root=None, key: str | None = None) -> torch.Tensor:
+    """Features of the first ``num`` test images of ``dataset``, from the cache when present (keyed by
+    dataset, extractor — ``key`` when given, e.g. with a weights fingerprint — and count)."""
     from .io import atomic_path
 
-    path = _cache_dir() / f"ref-{dataset}-{extractor.name}-{num}.npz"
+    path = _cache_dir() / f"ref-{dataset}-{key or extractor.name}-{num}.npz"
     if path.is_file():
         try:
             return torch.from_numpy(np.load(path)["features"])
@@ -74,8 +75,10 @@ def reference_features(dataset: str, extractor: JudgeFeatures, num: int, root=No
 
 
 def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
-                     seed: int = 0, root=None) -> dict:
-    """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split."""
+                     seed: int = 0, root=None, inception_weights=None) -> dict:
+    """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split, in the
+    features of the dataset's judge, or of the FID InceptionV3 when ``inception_weights`` (a path to
+    the standard weights) is given — only then is the Fréchet distance reported as "FID"."""
     from .metrics.frechet import frechet_distance_of
     from .metrics.inception_score import inception_score
     from .metrics.kid import kernel_distance
@@ -84,13 +87,21 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     names = check_metrics(metrics)
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
         raise DifflabError(f"samples must be images (N, C, H, W), got shape {tuple(getattr(samples, 'shape', ()))}.")
-    extractor = JudgeFeatures(dataset)
+    key = None
+    if inception_weights is not None:
+        import hashlib
+
+        from .metrics.inception import InceptionFeatures
+        extractor = InceptionFeatures(inception_weights)  # checks the file first
+        key = f"{extractor.name}-{hashlib.sha256(Path(inception_weights).read_bytes()).hexdigest()[:12]}"
+    else:
+        extractor = JudgeFeatures(dataset)
     feats, probs = extractor(samples)
-    ref = reference_features(dataset, extractor, num_ref or samples.shape[0], root)
+    ref = reference_features(dataset, extractor, num_ref or samples.shape[0], root, key)
     tag = extractor.name
     out: dict = {"extractor": tag, "num_samples": samples.shape[0], "num_reference": ref.shape[0]}
     if "fd" in names:
-        out[f"FD[{tag}]"] = frechet_distance_of(ref, feats)
+        out["FID" if tag == "inception-v3" else f"FD[{tag}]"] = frechet_distance_of(ref, feats)
     if "kid" in names:
         # subsets of half the smaller set (at most 1000, as in the paper), so they differ and the error means something
         size = min(1000, max(2, min(ref.shape[0], feats.shape[0]) // 2))

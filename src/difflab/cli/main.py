@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_int, default=0)
     ev.add_argument("--batch-size", type=_int, default=500)
     ev.add_argument("--out", default=None, help="also write the scores as JSON to this file")
+    ev.add_argument("--inception-weights", default=None, metavar="PATH",
+                    help="the standard FID InceptionV3 weights (.pth state dict or .safetensors); none ship with difflab. "
+                         "Without them, scores are in the dataset judge's features and named by it")
     ev.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("export", help="write a run's EMA weights and config as a small model directory")
@@ -418,7 +421,7 @@ def _cmd_eval(a) -> None:
         source = f"{a.run} ({a.sampler or run.config['sample']['sampler']}, {a.steps or run.config['sample']['steps']} steps)"
         a.ref = a.ref or run.config["data"]["name"]
     scores = evaluate_samples(samples, a.ref, a.metrics, num_ref=a.num if a.samples is None else samples.shape[0],
-                              seed=a.seed)
+                              seed=a.seed, inception_weights=a.inception_weights)
     print(f"{source} against {a.ref} ({scores['num_samples']} samples, {scores['num_reference']} reference images):")
     for key, value in scores.items():
         if key not in ("extractor", "num_samples", "num_reference"):
