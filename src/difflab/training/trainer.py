@@ -228,7 +228,9 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
         progress = False
     world.start(dev)
     try:
-        return _train(config, out, resume, world, dev, micro, progress, log, max_minutes)
+        result = _train(config, out, resume, world, dev, micro, progress, log, max_minutes)
+        world.barrier()  # every rank leaves together: the others wait for rank 0's last grid and checkpoint
+        return result
     finally:
         world.stop()
 
