@@ -311,54 +311,29 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     return out
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+
+
+def _differences(saved: dict, config: dict) -> list[str]:
+    """Dotted keys of a classifier config that differ from the run's (run-length keys aside)."""
+    from .trainer import _flat
+
+    skip = {"normalization", "preset"}
+    a, b = (_flat({k: v for k, v in c.items() if k not in skip}) for c in (saved, config))
+    missing = object()
+    return [f"{k} (run: {json.dumps(a.get(k))}, given: {json.dumps(b.get(k))})" for k in sorted(set(a) | set(b))
+            if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)]
+
+
+def _check_classifier_run(saved: dict, out: Path) -> None:
+    if not isinstance(saved.get("model"), dict) or saved["model"].get("type") != "classifier":
+        raise DifflabError(f"{str(out)!r} is a diffusion run, not a classifier run; resume it with difflab train.")
 
 
 def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
-    """The config to train with: on resume the run's own (checked against ``config`` if given, the
-    run-length keys aside), else a copy of ``config`` for a new run directory."""
-    cfg_path = out / "config.json"
-    if resume:
-        if not cfg_path.is_file():
-            if not out.exists():
-                raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
-            raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
-        try:
-            saved = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
-        if not isinstance(saved.get("model"), dict) or saved["model"].get("type") != "classifier":
-            raise DifflabError(f"{str(out)!r} is a diffusion run, not a classifier run; resume it with difflab train.")
-        if config is not None:
-            skip = {"normalization", "preset"}
-            a, b = (_flat({k: v for k, v in c.items() if k not in skip}) for c in (saved, config))
-            missing = object()
-            diffs = [f"{k} (run: {json.dumps(a.get(k))}, given: {json.dumps(b.get(k))})" for k in sorted(set(a) | set(b))
-                     if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)]
-            if diffs:
-                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}. "
-                                   "Pass the preset or config file the run was started with, or choose a new --out.")
-        if seed is not None and seed != saved.get("seed"):
-            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
-                               f"{saved.get('seed')}; leave --seed out when resuming.")
-        return saved
-    if config is None:
-        raise DifflabError("train-classifier needs a config (a preset name, a config file or a dict) unless it resumes a run.")
-    if out.exists() and not out.is_dir():
-        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
-    if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
-        raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
-    config = copy.deepcopy(config)
-    if seed is not None:
-        config["seed"] = seed
-    return config
+    """The config to train with (the trainer's rules, with the classifier's keys)."""
+    from .trainer import _prepare_config as prepare
+    return prepare(out, config, resume, seed, command="train-classifier", read=lambda c: c,
+                   differences=_differences, check_saved=lambda saved: _check_classifier_run(saved, out))
 
 
 def _schedule(config: dict):

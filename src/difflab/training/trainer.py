@@ -130,9 +130,16 @@ def _config_differences(saved: dict, given: dict) -> list[str]:
     return diffs
 
 
-def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
+def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None, *, command: str = "train",
+                    read=None, differences=None, check_saved=None) -> dict:
     """The config to train with: on resume the run's own (checked against ``config`` if given),
-    else a copy of ``config``. Reads only, so every rank can run it before any rank writes."""
+    else a copy of ``config``. Reads only, so every rank can run it before any rank writes.
+
+    Shared with ``difflab train-classifier``: ``read`` completes the saved config (default: the
+    diffusion defaults), ``differences(saved, config)`` lists the keys that may not change
+    (default: :func:`_config_differences`), ``check_saved(saved)`` may refuse a run of another kind."""
+    read = _with_defaults if read is None else read
+    differences = _config_differences if differences is None else differences
     cfg_path = out / "config.json"
     if resume:
         if not cfg_path.is_file():
@@ -140,11 +147,13 @@ def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | No
                 raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
             raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
         try:
-            saved = _with_defaults(json.loads(cfg_path.read_text()))
+            saved = read(json.loads(cfg_path.read_text()))
         except json.JSONDecodeError:
             raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+        if check_saved is not None:
+            check_saved(saved)
         if config is not None:
-            diffs = _config_differences(saved, config)
+            diffs = differences(saved, config)
             if diffs:
                 more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
                 raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
@@ -154,7 +163,7 @@ def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | No
                                f"{saved.get('seed')}; leave --seed out when resuming.")
         return saved
     if config is None:
-        raise DifflabError("train needs a config (a preset name, a config file or a dict) unless it resumes a run.")
+        raise DifflabError(f"{command} needs a config (a preset name, a config file or a dict) unless it resumes a run.")
     if out.exists() and not out.is_dir():
         raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
     if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
