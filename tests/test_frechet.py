@@ -6,7 +6,8 @@ import torch
 from scipy import linalg
 
 from difflab.errors import DifflabError
-from difflab.metrics.frechet import feature_statistics, frechet_distance, frechet_distance_of
+from difflab.metrics.frechet import (StreamingStatistics, feature_statistics, frechet_distance, frechet_distance_of,
+                                     min_samples)
 
 
 def test_commuting_covariances_closed_form():
@@ -48,3 +49,21 @@ def test_bad_shapes():
         frechet_distance(torch.zeros(2), torch.eye(2), torch.zeros(3), torch.eye(3))
     with pytest.raises(DifflabError, match="2-D tensor"):
         feature_statistics(torch.zeros(5))
+
+
+def test_streaming_statistics_equal_two_pass_float64():
+    """Batches of unequal size merged one by one give the two-pass mean and covariance of all features (numpy, float64)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1003, 6, generator=g) * torch.tensor([1.0, 5, 0.1, 2, 3, 1]) + 100.0  # a large mean tests the merge
+    stats = StreamingStatistics()
+    for lo, hi in [(0, 1), (1, 300), (300, 301), (301, 1003)]:
+        stats.update(x[lo:hi])
+    mu, cov = stats.statistics()
+    xn = x.double().numpy()
+    assert np.allclose(mu.numpy(), xn.mean(0), rtol=0, atol=1e-10)
+    assert np.allclose(cov.numpy(), np.cov(xn, rowvar=False), rtol=1e-10, atol=1e-10)
+    with pytest.raises(DifflabError, match="cannot join"):
+        stats.update(torch.zeros(3, 5))
+    with pytest.raises(DifflabError, match="at least 2"):
+        StreamingStatistics().update(torch.zeros(1, 6)).statistics()
+    assert min_samples(128) == 129

@@ -16,7 +16,8 @@ import torch
 
 from .errors import DifflabError
 
-METRICS = ("fd", "kid", "is", "pr")
+METRICS = ("fd", "kid", "is", "pr", "nll")
+FEATURES = ("judge", "efficientnet-lite0")
 
 
 def check_metrics(metrics) -> list[str]:
@@ -49,6 +50,20 @@ class JudgeFeatures:
         return torch.cat(feats).double(), torch.cat(probs).double()
 
 
+def score_name(metric: str, extractor: str) -> str:
+    """The name a score is reported under: "FID" only in the standard InceptionV3's features, otherwise the
+    metric tagged with its extractor, e.g. ``FD[mnist-classifier]``."""
+    return "FID" if metric == "FD" and extractor == "inception-v3" else f"{metric}[{extractor}]"
+
+
+def check_enough_for_fd(num: int, dim: int, what: str) -> None:
+    """Refuse a Fréchet distance from fewer feature vectors than a full-rank covariance needs."""
+    from .metrics.frechet import min_samples
+    if num < min_samples(dim):
+        raise DifflabError(f"the Fréchet distance in {dim}-d features needs at least {min_samples(dim)} {what} for a "
+                           f"full-rank covariance, got {num}; draw more (a few times that is better) or leave fd out.")
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
@@ -75,16 +90,20 @@ def reference_features(dataset: str, extractor, num: int, root=None, key: str | 
 
 
 def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
-                     seed: int = 0, root=None, inception_weights=None) -> dict:
+                     seed: int = 0, root=None, inception_weights=None, features: str = "judge") -> dict:
     """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split, in the
     features of the dataset's judge, or of the FID InceptionV3 when ``inception_weights`` (a path to
-    the standard weights) is given — only then is the Fréchet distance reported as "FID"."""
+    the standard weights) is given — only then is the Fréchet distance reported as "FID" — or of
+    EfficientNet-Lite0 for ``features="efficientnet-lite0"``. ``nll`` needs a model and is scored by
+    :func:`negative_log_likelihood`, not here."""
     from .metrics.frechet import frechet_distance_of
     from .metrics.inception_score import inception_score
     from .metrics.kid import kernel_distance
     from .metrics.precision_recall import precision_recall
 
-    names = check_metrics(metrics)
+    names = [m for m in check_metrics(metrics) if m != "nll"]
+    if features not in FEATURES:
+        raise DifflabError(f"unknown feature extractor {features!r}; expected one of {', '.join(FEATURES)}.")
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
         raise DifflabError(f"samples must be images (N, C, H, W), got shape {tuple(getattr(samples, 'shape', ()))}.")
     key = None
@@ -94,6 +113,9 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
         from .metrics.inception import InceptionFeatures
         extractor = InceptionFeatures(inception_weights)  # checks the file first
         key = f"{extractor.name}-{hashlib.sha256(Path(inception_weights).read_bytes()).hexdigest()[:12]}"
+    elif features == "efficientnet-lite0":
+        from .metrics.efficientnet import EfficientNetFeatures
+        extractor = EfficientNetFeatures()
     else:
         extractor = JudgeFeatures(dataset)
     feats, probs = extractor(samples)
@@ -101,17 +123,44 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     tag = extractor.name
     out: dict = {"extractor": tag, "num_samples": samples.shape[0], "num_reference": ref.shape[0]}
     if "fd" in names:
-        out["FID" if tag == "inception-v3" else f"FD[{tag}]"] = frechet_distance_of(ref, feats)
+        check_enough_for_fd(min(feats.shape[0], ref.shape[0]), feats.shape[1], "samples and reference images")
+        out[score_name("FD", tag)] = frechet_distance_of(ref, feats)
     if "kid" in names:
         # subsets of half the smaller set (at most 1000, as in the paper), so they differ and the error means something
         size = min(1000, max(2, min(ref.shape[0], feats.shape[0]) // 2))
         k = kernel_distance(ref, feats, subsets=50, subset_size=size,
                             generator=torch.Generator().manual_seed(seed))
-        out[f"KID[{tag}]"], out[f"KID[{tag}] se"] = k["kid"], k["kid_se"]
+        out[score_name("KID", tag)], out[score_name("KID", tag) + " se"] = k["kid"], k["kid_se"]
     if "is" in names:
         r = inception_score(probs, splits=min(10, samples.shape[0]))
-        out[f"IS[{tag}]"], out[f"IS[{tag}] std"] = r["is"], r["is_std"]
+        out[score_name("IS", tag)], out[score_name("IS", tag) + " std"] = r["is"], r["is_std"]
     if "pr" in names:
         pr = precision_recall(ref, feats)
-        out[f"precision[{tag}]"], out[f"recall[{tag}]"] = pr["precision"], pr["recall"]
+        out[score_name("precision", tag)], out[score_name("recall", tag)] = pr["precision"], pr["recall"]
     return out
+
+
+def negative_log_likelihood(run, num: int, batch_size: int = 256, seed: int = 0, progress: bool = True) -> dict:
+    """Bits/dim of the first ``num`` test images of ``run``'s dataset, mean and standard error: the variational
+    bound (Ho et al. 2020, Eq. 5; an upper bound on the NLL) for a discrete schedule, the probability-flow ODE
+    likelihood (Song et al. 2021, Eq. 39; exact up to the solver) for a continuous one."""
+    import math
+
+    from .data import load_dataset
+    from .progress import progress_bar
+
+    if run.kind != "image":
+        raise DifflabError("nll is scored in bits/dim for image runs; for points use difflab likelihood.")
+    d = run.config["data"]
+    data = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"],
+                        num=num, split="test", seed=run.config["seed"]).data[:num]
+    gen = torch.Generator().manual_seed(seed)
+    bound = getattr(run.schedule, "discrete", False)
+    values = []
+    for lo in progress_bar(range(0, len(data), batch_size), desc="nll", unit="batch", disable=not progress):
+        x = data[lo:lo + batch_size]
+        values.append(run.variational_bound(x, generator=gen)["total_bpd"] if bound
+                      else run.log_likelihood(x, generator=gen)[0].double())
+    v = torch.cat(values).double()
+    return {"NLL bits/dim" + (" (bound)" if bound else " (ODE)"): float(v.mean()),
+            "NLL se": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")}

