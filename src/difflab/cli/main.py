@@ -94,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
     tc.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    ta = sub.add_parser("train-autoencoder", help="train the KL- or VQ-regularised autoencoder of latent diffusion")
+    ta.add_argument("config", help="preset (mnist-pairs-kl, mnist-pairs-vq) or a .yaml/.toml file")
+    ta.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
+    ta.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
+    ta.add_argument("--seed", type=_int, help="random seed (default: the config's)")
+    ta.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
+    ta.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
+    ta.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                    help="stop after M minutes with a checkpoint, to continue with --resume")
+    ta.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     ev = sub.add_parser("eval", help="score samples against a dataset: FD, KID, IS, precision/recall in a named feature space")
     ev.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
     ev.add_argument("--samples", default=None, help="an .npz of samples (array 'samples', images in [0, 1]) instead of a run")
@@ -237,6 +248,18 @@ def _cmd_train_classifier(a) -> None:
                      else f"cannot resume: run directory {a.out!r} does not exist.")
     train_classifier(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
                      progress=not a.no_progress)
+
+
+def _cmd_train_autoencoder(a) -> None:
+    from pathlib import Path
+
+    from ..training.autoencoder import resolve, train_autoencoder
+
+    if a.resume and not (Path(a.out) / "config.json").is_file():
+        raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
+                     else f"cannot resume: run directory {a.out!r} does not exist.")
+    train_autoencoder(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
+                      progress=not a.no_progress, max_minutes=a.max_minutes)
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -462,7 +485,7 @@ def _error(message: str):
     return DifflabError(message)
 
 
-COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "sample": _cmd_sample, "demo": _cmd_demo,
+COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "train-autoencoder": _cmd_train_autoencoder, "sample": _cmd_sample, "demo": _cmd_demo,
             "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export,
             "eval": _cmd_eval}
 

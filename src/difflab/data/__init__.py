@@ -22,6 +22,7 @@ from difflab.data.toys import (
 from difflab.errors import DifflabError
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion-mnist", "idx", "folder")
+CAPTIONED_DATASETS = ("mnist-pairs",)  # images with a caption each
 DEFAULT_TOY_SIZE = 100_000
 TEST_SEED_OFFSET = 2**31
 """Toys' "test" split is drawn with seed + 2**31: torch's CPU generator keeps only the low 32
@@ -51,6 +52,7 @@ class Dataset:
     kind: str
     data: torch.Tensor
     labels: torch.Tensor | None
+    captions: list[str] | None = None  # one text per example (captioned sets: mnist-pairs)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -88,6 +90,8 @@ def load_dataset(
     - ``fashion-mnist``: IDX files in ``root``, default /usr/share/datasets/fashion-mnist.
     - ``idx``: IDX files in ``root`` (required): train-/t10k- images-idx3-ubyte and
       labels-idx1-ubyte, optionally .gz.
+    - ``mnist-pairs``: two MNIST digits side by side (N, 1, 28, 56) with captions; ``labels`` are the
+      digit pairs (N, 2); some pairs are held out of "train" (:mod:`difflab.data.captions`).
     - ``folder``: the PNG/JPEG images directly in ``root`` (required), sorted by name, no
       labels; "test" gives the same images.
 
@@ -95,9 +99,9 @@ def load_dataset(
     side and centre-crops to a square, and ``channels`` (1 or 3) converts gray <-> RGB; both
     default to the stored format (folder: see ``images.load_folder``).
     """
-    if not isinstance(name, str) or name not in TOY_DATASETS + IMAGE_DATASETS:
+    if not isinstance(name, str) or name not in TOY_DATASETS + IMAGE_DATASETS + CAPTIONED_DATASETS:
         raise DifflabError(
-            f"unknown dataset {name!r}; expected one of {', '.join(TOY_DATASETS + IMAGE_DATASETS)}"
+            f"unknown dataset {name!r}; expected one of {', '.join(TOY_DATASETS + IMAGE_DATASETS + CAPTIONED_DATASETS)}"
         )
     if split not in ("train", "test"):
         raise DifflabError(f"option split={split!r} must be 'train' or 'test'")
@@ -125,6 +129,14 @@ def load_dataset(
             raise DifflabError("dataset 'folder' needs option root, a directory of PNG/JPEG images")
         data = images.load_folder(root, image_size=image_size, channels=channels, num=num)
         return Dataset(name=name, kind="image", data=data, labels=None)
+
+    if name == "mnist-pairs":
+        for option, value in (("root", root), ("image_size", image_size), ("channels", channels)):
+            if value is not None:
+                raise DifflabError(f"option {option} does not apply to dataset 'mnist-pairs' (28x56 MNIST canvases)")
+        from difflab.data.captions import load_pairs
+        data, pairs, texts = load_pairs(split, num, seed)
+        return Dataset(name=name, kind="image", data=data, labels=pairs, captions=texts)
 
     if name == "digits":
         if root is not None:

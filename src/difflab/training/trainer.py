@@ -580,12 +580,12 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
     save_samples(norm.to_data(x).cpu(), path, norm.kind, reference=reference)
 
 
-def _truncate_log(csv_path: Path, step: int) -> None:
+def _truncate_log(csv_path: Path, step: int, header: str = LOG_HEADER) -> None:
     """On resume, drop log rows written after the checkpoint being resumed from, and any row a
-    killed process left half-written."""
+    killed process left half-written (``header``: the log's first line)."""
     if not csv_path.exists():
         return
-    width = LOG_HEADER.count(",") + 1
+    width = header.count(",") + 1
 
     def keep(line: str) -> bool:
         fields = line.split(",")
@@ -597,6 +597,6 @@ def _truncate_log(csv_path: Path, step: int) -> None:
             return False
         return True
 
-    kept = [LOG_HEADER] + [ln for ln in csv_path.read_text().splitlines() if keep(ln)]
+    kept = [header] + [ln for ln in csv_path.read_text().splitlines() if keep(ln)]
     from ..io import write_text
     write_text(csv_path, "\n".join(kept) + "\n")
