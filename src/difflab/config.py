@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import DifflabError
 
 SECTIONS: dict[str, dict] = {
-    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None},
+    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None, "low_res_factor": None},
     "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps", "schedule_params": {},
                   "loss": "simple", "learned_variance": False, "vlb_weight": 0.001},
     "train": {
@@ -97,6 +97,16 @@ def _merge(base: dict, override: dict, where: str = "") -> dict:
     return out
 
 
+# SR3 (Saharia et al. 2021): 14x14 -> 28x28, the U-Net sees the bicubically upsampled 2x2-average-pooled image
+PRESETS["mnist-sr"] = _merge(_mnist_like("mnist"), {
+    "data": {"low_res_factor": 2},
+    "model": {"num_classes": None, "cond_channels": 1, "channel_mult": [1, 2], "attention_resolutions": [],
+              "dropout": 0.0},
+    "train": {"batch_size": 64, "lr": 1e-3, "warmup": 200, "ema_decay": 0.995, "sample_every": 0, "save_every": 500,
+              "num_samples": 64},
+})
+
+
 def validate(config: dict) -> dict:
     """Fill defaults and check every key; return the complete config."""
     if not isinstance(config, dict):
@@ -121,6 +131,7 @@ def validate(config: dict) -> dict:
     out["model"] = complete_config(config["model"])
     _check_objective(out)
     build_model(out["model"])  # raises on a bad value
+    _check_low_res(out)
     out["seed"] = config.get("seed", 0)
     if config.get("normalization") is not None:
         out["normalization"] = config["normalization"]
@@ -169,6 +180,25 @@ def _check_objective(cfg: dict) -> None:
             why = (f"2 x model.in_channels = {want} (ε̂, then the variance v) for diffusion.learned_variance: true"
                    if learned else f"model.in_channels = {c} unless diffusion.learned_variance is true")
             raise DifflabError(f"model.out_channels = {out!r} contradicts the config: it must be {why} (or be left out).")
+
+
+def _check_low_res(cfg: dict) -> None:
+    """``data.low_res_factor`` f: an SR3 model (:mod:`difflab.tasks.superres`) conditioned on the f×f-pooled image,
+    upsampled back; its U-Net must take that image beside x_t (model.cond_channels = model.in_channels)."""
+    f, model = cfg["data"]["low_res_factor"], cfg["model"]
+    cond = model.get("cond_channels", 0)
+    if f is None:
+        if cond:
+            raise DifflabError(f"model.cond_channels = {cond} needs a conditioning image; set data.low_res_factor "
+                               "(super-resolution) or leave cond_channels at 0.")
+        return
+    if isinstance(f, bool) or not isinstance(f, int) or f < 2:
+        raise DifflabError(f"data.low_res_factor must be an integer >= 2 (or null), got {f!r}.")
+    if model["type"] != "unet" or cond != model["in_channels"]:
+        raise DifflabError(f"data.low_res_factor needs a unet with model.cond_channels = model.in_channels "
+                           f"({model.get('in_channels')}), got cond_channels {cond!r}.")
+    if model["image_size"] % f:
+        raise DifflabError(f"data.low_res_factor = {f} must divide model.image_size = {model['image_size']}.")
 
 
 def _check_numbers(cfg: dict) -> None:

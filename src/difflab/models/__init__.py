@@ -39,6 +39,7 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "resblock_updown": False,
         "scale_shift_norm": False,
         "rescale_residuals": False,
+        "cond_channels": 0,
     },
 }
 

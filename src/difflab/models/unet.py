@@ -25,6 +25,16 @@ at several resolutions is ``attention_resolutions`` with several sizes), ``resbl
 scales and shifts the second GroupNorm instead of being added) and ``rescale_residuals`` (every
 ResBlock's sum divided by √2).
 
+Image conditioning (``cond_channels`` = C' > 0, default 0): ``forward(x, t, y, cond=c)`` concatenates
+an image ``c`` of C' channels and the same size to ``x`` before ``conv_in``, the conditioning of SR3
+(Saharia et al. 2021, "Image Super-Resolution via Iterative Refinement", Sec. 2.3: the bicubically
+upsampled low-resolution image beside x_t).
+
+Cross-attention (``context_dim`` = D, ``cross_attention_resolutions``): after the (self-)attention slot of
+every stage at the listed sizes, and in the middle, a :class:`CrossAttention` block lets image features
+attend to condition tokens ``context`` (B, L, D) with a padding mask ``context_mask`` (B, L), as latent
+diffusion conditions on text (Rombach et al. 2022, Sec. 3.3); ``forward(x, t, context=..., context_mask=...)``.
+
 As in DDPM, the last conv of every ResBlock, the output projection of every attention block
 and the output conv are zero-initialised, so an untrained network outputs exactly zero and
 every block starts as the identity (or its skip projection).
@@ -41,7 +51,7 @@ from torch import Tensor, nn
 from difflab.errors import DifflabError
 from difflab.models.embedding import expand_timesteps, timestep_embedding
 
-__all__ = ["UNet", "ResBlock", "AttentionBlock", "Downsample", "Upsample"]
+__all__ = ["UNet", "ResBlock", "AttentionBlock", "CrossAttention", "Downsample", "Upsample"]
 
 
 def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -152,6 +162,49 @@ class AttentionBlock(nn.Module):
         return x + a.transpose(1, 2).reshape(b, c, hgt, wid)
 
 
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention from image features to condition tokens, with a residual connection
+    (Rombach et al. 2022, Sec. 3.3, Eq. 3: Attention(Q, K, V) = softmax(Q Kᵀ / √d) V with
+    Q = W_Q φ(z_t) from the (GroupNorm'ed) image features and K = W_K τ(y), V = W_V τ(y) from the tokens).
+
+    ``forward(x, context, mask)``: x (B, C, H, W), context (B, L, D), mask (B, L) boolean, True for a
+    real token; padded tokens get no attention weight, so they change nothing. A row with no token at
+    all leaves its features unchanged. The output projection is zero-initialised.
+    """
+
+    def __init__(self, channels: int, context_dim: int, num_heads: int, groups: int, head_channels: int | None = None):
+        super().__init__()
+        if head_channels is not None:
+            if channels % head_channels:
+                raise DifflabError(f"UNet option 'num_head_channels' = {head_channels} must divide the cross-attention "
+                                   f"channels {channels}.")
+            num_heads = channels // head_channels
+        if channels % num_heads:
+            raise DifflabError(f"UNet option 'num_heads' = {num_heads} must divide the cross-attention channels {channels}.")
+        self.num_heads = num_heads
+        self.norm = _group_norm(channels, groups)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj_out = _zero_(nn.Linear(channels, channels))
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor | None = None) -> Tensor:
+        b, c, hgt, wid = x.shape
+        n, d, length = self.num_heads, c // self.num_heads, context.shape[1]
+        seq = self.norm(x).reshape(b, c, hgt * wid).transpose(1, 2)  # (B, HW, C)
+        q = self.q(seq).reshape(b, hgt * wid, n, d).transpose(1, 2)  # (B, n, HW, d)
+        k, v = self.kv(context.to(x.dtype)).reshape(b, length, 2, n, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, n, L, d)
+        attn_mask = None
+        if mask is not None:
+            mask = mask.bool()
+            empty = ~mask.any(1)  # rows without a token: attend to all (finite), then drop the update
+            attn_mask = (mask | empty[:, None])[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, n, HW, d)
+        a = self.proj_out(a.transpose(1, 2).reshape(b, hgt * wid, c)).transpose(1, 2).reshape(b, c, hgt, wid)
+        if mask is not None:
+            a = a * (~empty).to(a.dtype)[:, None, None, None]
+        return x + a
+
+
 class Downsample(nn.Module):
     """Stride-2 conv3x3 (halves the spatial size)."""
 
@@ -215,16 +268,20 @@ class Upsample(nn.Module):
 class _Stage(nn.Module):
     """ResBlock, then optional attention, then optional upsampling."""
 
-    def __init__(self, res: ResBlock, attn: AttentionBlock | None = None, up: Upsample | ResBlock | None = None):
+    def __init__(self, res: ResBlock, attn: AttentionBlock | None = None, up: Upsample | ResBlock | None = None,
+                 cross: CrossAttention | None = None):
         super().__init__()
         self.res = res
         self.attn = attn
         self.up = up
+        self.cross = cross
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         h = self.res(x, emb)
         if self.attn is not None:
             h = self.attn(h)
+        if self.cross is not None:
+            h = self.cross(h, context, mask)
         if self.up is not None:
             h = self.up(h, emb) if isinstance(self.up, ResBlock) else self.up(h)
         return h
@@ -264,6 +321,9 @@ class UNet(nn.Module):
         resblock_updown: bool = False,
         scale_shift_norm: bool = False,
         rescale_residuals: bool = False,
+        context_dim: int | None = None,
+        cross_attention_resolutions: Sequence[int] = (),
+        cond_channels: int = 0,
     ):
         super().__init__()
         for name, value, lo in (
@@ -273,6 +333,7 @@ class UNet(nn.Module):
             ("num_res_blocks", num_res_blocks, 1),
             ("num_heads", num_heads, 1),
             ("groups", groups, 1),
+            ("cond_channels", cond_channels, 0),
         ):
             if not _is_int(value) or value < lo:
                 raise _fail(name, value, f"an integer >= {lo}")
@@ -311,6 +372,15 @@ class UNet(nn.Module):
                     "attention_resolutions", list(attention_resolutions),
                     f"sizes among the resolutions the network visits {resolutions}",
                 )
+        if context_dim is not None and (not _is_int(context_dim) or context_dim < 1):
+            raise _fail("context_dim", context_dim, "a positive integer (the width of condition tokens), or None")
+        if isinstance(cross_attention_resolutions, (str, bytes)) or not isinstance(cross_attention_resolutions, Sequence) \
+                or any(r not in resolutions for r in cross_attention_resolutions):
+            raise _fail("cross_attention_resolutions", cross_attention_resolutions,
+                        f"a list of sizes among the resolutions the network visits {resolutions}")
+        if cross_attention_resolutions and context_dim is None:
+            raise _fail("cross_attention_resolutions", list(cross_attention_resolutions), "[] unless context_dim is set")
+        cross_attention_resolutions = tuple(cross_attention_resolutions)
 
         self.config = {
             "in_channels": in_channels,
@@ -328,12 +398,17 @@ class UNet(nn.Module):
             "resblock_updown": resblock_updown,
             "scale_shift_norm": scale_shift_norm,
             "rescale_residuals": rescale_residuals,
+            "context_dim": context_dim,
+            "cross_attention_resolutions": list(cross_attention_resolutions),
+            "cond_channels": cond_channels,
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base_channels = base_channels
         self._factor = factor
         self.num_classes = num_classes
+        self.context_dim = context_dim
+        self.cond_channels = cond_channels
 
         emb_ch = 4 * base_channels
         self.time_embed = nn.Sequential(
@@ -341,7 +416,7 @@ class UNet(nn.Module):
         )
         # index num_classes is the null label ("no class")
         self.class_embed = nn.Embedding(num_classes + 1, emb_ch) if num_classes else None
-        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels + cond_channels, base_channels, 3, padding=1)
 
         def res_block(cin: int, cout: int, resample: str | None = None) -> ResBlock:
             return ResBlock(cin, cout, emb_ch, dropout, groups, scale_shift=scale_shift_norm, resample=resample,
@@ -349,6 +424,12 @@ class UNet(nn.Module):
 
         def attention(channels: int) -> AttentionBlock:
             return AttentionBlock(channels, num_heads, groups, head_channels=num_head_channels)
+
+        def cross_attention(channels: int, res: int | None = None) -> CrossAttention | None:
+            """At the listed sizes (res None: the middle, always when context_dim is set)."""
+            if context_dim is None or (res is not None and res not in cross_attention_resolutions):
+                return None
+            return CrossAttention(channels, context_dim, num_heads, groups, head_channels=num_head_channels)
 
         ch = base_channels
         skip_chs = [ch]
@@ -358,14 +439,14 @@ class UNet(nn.Module):
             for _ in range(num_res_blocks):
                 out = base_channels * mult
                 attn = attention(out) if res in attention_resolutions else None
-                self.down.append(_Stage(res_block(ch, out), attn))
+                self.down.append(_Stage(res_block(ch, out), attn, cross=cross_attention(out, res)))
                 ch = out
                 skip_chs.append(ch)
             if level != len(channel_mult) - 1:
                 self.down.append(res_block(ch, ch, "down") if resblock_updown else Downsample(ch))
                 skip_chs.append(ch)
 
-        self.mid = _Stage(res_block(ch, ch), attention(ch))
+        self.mid = _Stage(res_block(ch, ch), attention(ch), cross=cross_attention(ch))
         self.mid2 = res_block(ch, ch)
 
         self.up = nn.ModuleList()
@@ -377,16 +458,18 @@ class UNet(nn.Module):
                 up = None
                 if level != 0 and i == num_res_blocks:
                     up = res_block(out, out, "up") if resblock_updown else Upsample(out)
-                self.up.append(_Stage(res_block(ch + skip_chs.pop(), out), attn, up))
+                self.up.append(_Stage(res_block(ch + skip_chs.pop(), out), attn, up, cross=cross_attention(out, res)))
                 ch = out
         assert not skip_chs
 
         self.norm_out = _group_norm(ch, groups)
         self.conv_out = _zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | None = None, cond: Tensor | None = None,
+                context: Tensor | None = None, context_mask: Tensor | None = None) -> Tensor:
         """``y``: class labels ``(B,)`` in 0..num_classes, num_classes being the null label; None
-        means the null label for a class-conditional network (and is required for an unconditional one)."""
+        means the null label for a class-conditional network (and is required for an unconditional one).
+        ``cond``: the conditioning image ``(B, cond_channels, H, W)``, required exactly when cond_channels > 0."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise DifflabError(
                 f"UNet input x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}."
@@ -402,16 +485,42 @@ class UNet(nn.Module):
         elif y is not None:
             raise DifflabError("this UNet is unconditional (num_classes is None) but class labels were given.")
         emb = F.silu(emb)  # every ResBlock starts its projection with SiLU
+        self._check_context(context, context_mask, x.shape[0])
 
-        h = self.conv_in(x)
+        h = self.conv_in(self._with_cond(x, cond))
         hs = [h]
         for block in self.down:
-            h = block(h, emb)
+            h = block(h, emb, context, context_mask) if isinstance(block, _Stage) else block(h, emb)
             hs.append(h)
-        h = self.mid2(self.mid(h, emb), emb)
+        h = self.mid2(self.mid(h, emb, context, context_mask), emb)
         for block in self.up:
-            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+            h = block(torch.cat([h, hs.pop()], dim=1), emb, context, context_mask)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    def _check_context(self, context: Tensor | None, mask: Tensor | None, batch: int) -> None:
+        """Condition tokens (B, L, context_dim) and their mask (B, L), required exactly when context_dim is set."""
+        if self.context_dim is None:
+            if context is not None:
+                raise DifflabError("this UNet has no cross-attention (context_dim is None) but condition tokens were given.")
+            return
+        if context is None or context.ndim != 3 or context.shape[0] != batch or context.shape[2] != self.context_dim:
+            got = "none" if context is None else f"shape {tuple(context.shape)}"
+            raise DifflabError(f"this UNet cross-attends to condition tokens of shape ({batch}, L, {self.context_dim}), got {got}.")
+        if mask is not None and tuple(mask.shape) != tuple(context.shape[:2]):
+            raise DifflabError(f"the condition tokens' mask must have shape {tuple(context.shape[:2])}, got {tuple(mask.shape)}.")
+
+    def _with_cond(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        """``x``, with the conditioning image (B, cond_channels, H, W) concatenated when the network takes one."""
+        if not self.cond_channels:
+            if cond is not None:
+                raise DifflabError("this UNet takes no conditioning image (cond_channels = 0) but one was given.")
+            return x
+        want = (x.shape[0], self.cond_channels, *x.shape[2:])
+        if cond is None or tuple(cond.shape) != want:
+            got = "none" if cond is None else f"shape {tuple(cond.shape)}"
+            raise DifflabError(f"this UNet is conditioned on an image of shape {want} (cond_channels = "
+                               f"{self.cond_channels}), got {got}.")
+        return torch.cat([x, cond.to(x.dtype)], dim=1)
 
     def _labels(self, y: Tensor | None, batch: int, device) -> Tensor:
         """Labels as int64 ``(B,)``: None -> the null label; checked against 0..num_classes."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import time
 import warnings
@@ -252,6 +253,7 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     from ..objectives import l_simple, uniform_timesteps
     from ..random import randn
     from ..run import Normalization, build_denoiser
+    from ..tasks.superres import condition as sr_condition
     from ..variational_bound import hybrid_losses
 
     tr, seed = config["train"], config["seed"]
@@ -325,8 +327,11 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     per_rank = batch_size // world.world_size
     accum = tr["grad_accum"]
 
-    def forward(x, t, y=None):
-        return net(to_memory(x), t) if y is None else net(to_memory(x), t, y)
+    low_res_factor = config["data"].get("low_res_factor")
+
+    def forward(x, t, y=None, cond=None):
+        extra = {} if cond is None else {"cond": to_memory(cond)}  # SR3's conditioning image (data.low_res_factor)
+        return net(to_memory(x), t, **extra) if y is None else net(to_memory(x), t, y, **extra)
 
     def train_step(step: int) -> tuple[float, float, float]:
         """One optimizer step on the global batch; returns (this rank's loss sum, grad norm, lr)."""
@@ -342,6 +347,7 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
             t, weights = t_sampler.sample(batch_size, noise_gen, dev)
         eps = randn(x0.shape, noise_gen, dev, x0.dtype)
         y = None if labels is None else drop_labels(labels[idx], tr["label_dropout"], num_classes, noise_gen)
+        cond = None if not low_res_factor else sr_condition(x0, low_res_factor)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
         per_t = torch.zeros(batch_size, dtype=torch.float64) if gather else None  # unweighted, for the sampler
@@ -349,12 +355,13 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         for k in range(accum):
             s = slice(lo + k * micro, lo + (k + 1) * micro)
             sync = net.no_sync() if world.started and k < accum - 1 else contextlib.nullcontext()
+            fwd = forward if cond is None else functools.partial(forward, cond=cond[s])
             with sync:
                 with autocast:
                     if objective == "simple":
-                        losses = l_simple(forward, schedule, x0[s], param, t=t[s], eps=eps[s], y=None if y is None else y[s])
+                        losses = l_simple(fwd, schedule, x0[s], param, t=t[s], eps=eps[s], y=None if y is None else y[s])
                     else:
-                        losses = hybrid_losses(forward, schedule, x0[s], t[s], noise=eps[s], lam=lam,
+                        losses = hybrid_losses(fwd, schedule, x0[s], t[s], noise=eps[s], lam=lam,
                                                y=None if y is None else y[s], objective=objective)["loss"]
                 if per_t is not None:
                     per_t[s] = losses.detach().double().cpu()
@@ -565,7 +572,7 @@ def _check_model_fits(model_cfg: dict, dataset) -> None:
 
 def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, dataset) -> None:
     """A fixed-noise grid (images) or scatter (toys) from the EMA model, to watch training."""
-    from ..run import save_samples
+    from ..run import build_denoiser, save_samples
     from ..samplers import sample
 
     sc = config["sample"]
@@ -575,6 +582,12 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
     k = config["model"].get("num_classes")
     if k:  # a class-conditional model shows each class in turn (row i of a 10-wide grid: class i % k)
         denoiser = denoiser.with_labels(torch.arange(num) // max(1, int(num ** 0.5 + 0.5)) % k)
+    factor = config["data"].get("low_res_factor")
+    if factor:  # an SR3 model upscales the first training images
+        from ..tasks.superres import ConditionedNet, condition
+        cond = norm.to_model(condition(dataset.data[:num], factor)).to(device)
+        denoiser = build_denoiser(ConditionedNet(denoiser.model, cond), config)
+        num = cond.shape[0]
     x = sample(denoiser, (num, *norm.shape), sampler=sc["sampler"], steps=sc["steps"], generator=gen, device=device, **opts)
     reference = dataset.data[:num] if dataset.kind == "toy" else None
     save_samples(norm.to_data(x).cpu(), path, norm.kind, reference=reference)

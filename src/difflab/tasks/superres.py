@@ -1,0 +1,93 @@
+"""Super-resolution with a conditional diffusion model: SR3 (Saharia et al. 2021, "Image Super-Resolution
+via Iterative Refinement").
+
+SR3 trains a denoiser p(y | x_lr) whose U-Net sees the noisy high-resolution image y_t beside the low-resolution
+input upsampled to the output size by bicubic interpolation (Sec. 2.3, "we upsample the low-resolution image to
+the target resolution using bicubic interpolation" and concatenate it with y_t along channels). Here the
+low-resolution image is made from a training image by f×f average pooling (:func:`low_res`), the network is a
+U-Net with ``cond_channels`` (:class:`difflab.models.unet.UNet`), and the run's ``data.low_res_factor`` records
+f, so sampling rebuilds the same conditioning. Zero-shot super-resolution with an unconditional model is ILVR
+(:mod:`difflab.tasks.ilvr`).
+
+Average pooling and bicubic interpolation are both linear and preserve constants, so they commute with the
+run's affine normalisation: the conditioning can be made in data or in model coordinates alike.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DifflabError
+
+Tensor = torch.Tensor
+
+
+def low_res(x: Tensor, factor: int) -> Tensor:
+    """The f×f average-pooled image (the low-resolution input of ``mnist-sr``: 28×28 → 14×14 for f = 2)."""
+    if x.shape[-1] % factor or x.shape[-2] % factor:
+        raise DifflabError(f"images of size {tuple(x.shape[-2:])} cannot be pooled by {factor}: "
+                           f"the size must be a multiple of the factor.")
+    return F.avg_pool2d(x, factor)
+
+
+def upsample(x: Tensor, factor: int) -> Tensor:
+    """Bicubic upsampling by ``factor`` (``torch.nn.functional.interpolate``, mode ``bicubic``): SR3's conditioning
+    input and the baseline it is compared with (Saharia et al. 2021, Sec. 2.3 and Table 1)."""
+    return F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+def condition(x0: Tensor, factor: int) -> Tensor:
+    """The SR3 conditioning image of a high-resolution training image: upsample(low_res(x0))."""
+    return upsample(low_res(x0, factor), factor)
+
+
+class ConditionedNet(torch.nn.Module):
+    """A U-Net with ``cond_channels`` bound to one conditioning image per sample, so that it reads
+    ``net(x_t, t[, y])`` like any network a :class:`~difflab.denoiser.ModelDenoiser` wraps."""
+
+    def __init__(self, model: torch.nn.Module, cond: Tensor):
+        super().__init__()
+        self.model, self.cond = model, cond
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.model(x, t, y, cond=self.cond)
+
+
+def factor_of(run) -> int:
+    """The low-resolution factor a run was trained with (its ``data.low_res_factor``)."""
+    factor = run.config["data"].get("low_res_factor")
+    if not factor:
+        raise DifflabError(f"model {str(run.path)!r} is not a super-resolution model (its config has no "
+                           "data.low_res_factor); train one with the preset mnist-sr, or use ILVR (--method ilvr).")
+    return int(factor)
+
+
+def sr3(run, lowres: Tensor, sampler: str = "ddim", steps: int = 50, generator=None, **options) -> Tensor:
+    """Super-resolve ``lowres`` (B, C, h, w) in data coordinates with an SR3 run: sample y_0 ~ p(y | x_lr) from
+    pure noise with the conditioned denoiser (Saharia et al. 2021, Algorithm 2, with any registered sampler).
+    Returns the (B, C, f·h, f·w) images in data coordinates."""
+    from ..run import build_denoiser
+    from ..samplers import sample
+
+    factor = factor_of(run)
+    c, h, w = run.shape
+    want = (c, h // factor, w // factor)
+    if lowres.ndim != 4 or tuple(lowres.shape[1:]) != want:
+        raise DifflabError(f"the low-resolution input has shape {tuple(lowres.shape[1:])}, but this model upscales "
+                           f"{want[0]}x{want[1]}x{want[2]} images by {factor}.")
+    device = next(run.model.parameters()).device
+    cond = run.normalization.to_model(upsample(lowres.float(), factor)).to(device)
+    denoiser = build_denoiser(ConditionedNet(run.model, cond), run.config)
+    x = sample(denoiser, (lowres.shape[0], *run.shape), sampler=sampler, steps=steps, generator=generator,
+               device=device, **options)
+    return run.normalization.to_data(x)
+
+
+def psnr(x: Tensor, reference: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio per image in dB for images in [0, 1]: 10 log10(1 / MSE)."""
+    mse = (x.double() - reference.double()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp(min=1e-12))
+
+
+__all__ = ["low_res", "upsample", "condition", "ConditionedNet", "factor_of", "sr3", "psnr"]
