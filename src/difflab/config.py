@@ -111,7 +111,7 @@ def validate(config: dict) -> dict:
     """Fill defaults and check every key; return the complete config."""
     if not isinstance(config, dict):
         raise DifflabError("a config must be a mapping of sections (data, model, diffusion, train, sample).")
-    known = set(SECTIONS) | {"model", "seed", "preset", "normalization"}
+    known = set(SECTIONS) | {"model", "seed", "preset", "normalization", "latent"}
     for key in config:
         if key not in known:
             raise DifflabError(f"unknown config key {key!r}; expected one of {', '.join(sorted(known))}.")
@@ -135,6 +135,9 @@ def validate(config: dict) -> dict:
     out["seed"] = config.get("seed", 0)
     if config.get("normalization") is not None:
         out["normalization"] = config["normalization"]
+    if config.get("latent") is not None:  # latent diffusion on an autoencoder run's latents (difflab.latent)
+        from .latent import check_section
+        out["latent"] = check_section(config["latent"])
     if out["data"]["name"] is None:
         raise DifflabError("the config needs 'data.name' (a dataset such as 8gaussians, digits or mnist).")
     _check_numbers(out)

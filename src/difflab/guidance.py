@@ -62,7 +62,7 @@ class ClassifierFreeGuidance:
         self.schedule = denoiser.schedule
         self.labels = list(labels)
         self.w = float(w)
-        self.null = _num_classes(denoiser)
+        _null_condition(denoiser, 1, None)  # refuses an unconditional model
         if not self.labels:
             raise DifflabError("classifier-free guidance needs at least one class to guide towards.")
 
@@ -72,8 +72,8 @@ class ClassifierFreeGuidance:
             t = t.expand(x_t.shape[0])
         b, n = x_t.shape[0], len(self.labels)
         device = x_t.device
-        ys = [torch.full((b,), self.null, dtype=torch.long, device=device)]
-        ys += [torch.as_tensor(y, device=device).long().expand(b) for y in self.labels]
+        ys = [_null_condition(self.base, b, device)]
+        ys += [_per_sample(torch.as_tensor(y, device=device).long(), b) for y in self.labels]
         pred = self.base.predict(x_t.repeat(n + 1, *([1] * (x_t.ndim - 1))), t.repeat(n + 1), torch.cat(ys))
         eps_u, *eps_c = pred.eps.chunk(n + 1)
         eps = guided_eps(eps_u, eps_c, self.w)
@@ -172,6 +172,20 @@ class AncestralClassifierGuidance(ClassifierGuidance):
         if self.scale == 0:
             return torch.zeros_like(x_t)
         return self.scale * variance * self.grad_log_prob(x_t, t)
+
+
+def _null_condition(denoiser: ModelDenoiser, batch: int, device) -> Tensor:
+    """The null condition for ``batch`` samples: the null label K of a class-conditional network, or the
+    network's own (a text-conditioned one's empty prompt, :meth:`~difflab.models.text_unet.TextConditionedUNet.null_condition`)."""
+    null = getattr(getattr(denoiser, "model", None), "null_condition", None)
+    if null is not None:
+        return null(batch, device)
+    return torch.full((batch,), _num_classes(denoiser), dtype=torch.long, device=device)
+
+
+def _per_sample(y: Tensor, batch: int) -> Tensor:
+    """A condition for every sample: one label broadcast to (B,), or per-sample labels / prompts as they are."""
+    return y.expand(batch) if y.ndim <= 1 and y.numel() == 1 else y
 
 
 def _num_classes(denoiser: ModelDenoiser) -> int:

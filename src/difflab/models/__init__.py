@@ -14,11 +14,12 @@ from torch import nn
 from difflab.errors import DifflabError
 from difflab.models.embedding import timestep_embedding
 from difflab.models.mlp import MLP
+from difflab.models.text_unet import TEXT_DEFAULTS, TextConditionedUNet
 from difflab.models.unet import UNet
 
 __all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "timestep_embedding"]
 
-_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "text-unet": TextConditionedUNet}
 
 #: Model type -> its default keyword arguments (JSON-friendly: lists, not tuples).
 MODEL_DEFAULTS: dict[str, dict] = {
@@ -42,6 +43,8 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "cond_channels": 0,
     },
 }
+#: a U-Net with cross-attention to a text encoder's tokens (:mod:`difflab.models.text_unet`)
+MODEL_DEFAULTS["text-unet"] = {**MODEL_DEFAULTS["unet"], **TEXT_DEFAULTS}
 
 
 def complete_config(config: dict) -> dict:

@@ -49,7 +49,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 LOG_HEADER = "step,loss,lr,grad_norm,seconds"
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
-                                         *RUN_OPTIONS)}
+                                         *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape"}
 
 
 class _DataOrder:
@@ -263,10 +263,17 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     norm = Normalization.fit(dataset.kind, dataset.data) if "normalization" not in config \
         else Normalization.from_config(config["normalization"])
     config["normalization"] = norm.to_config()
+    if "latent" in config:  # latent diffusion: the data become the autoencoder's scaled latents (difflab.latent)
+        from ..latent import encode_dataset
+        dataset, data = encode_dataset(config, dataset, norm, dev)
+    else:
+        data = norm.to_model(dataset.data).to(dev)
     _check_model_fits(config["model"], dataset)
-    data = norm.to_model(dataset.data).to(dev)
     num_classes = config["model"].get("num_classes")
     labels = _check_labels(dataset, num_classes).to(dev) if num_classes else None
+    null = num_classes
+    if config["model"]["type"] == "text-unet":  # the captions' word ids; the null prompt is all padding (id 0)
+        labels, null = _prompt_ids(config["model"], dataset).to(dev), 0
 
     torch.manual_seed(seed)  # the initial weights, alike on every rank
     model = build_model(config["model"]).to(dev)
@@ -346,7 +353,7 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = t_sampler.sample(batch_size, noise_gen, dev)
         eps = randn(x0.shape, noise_gen, dev, x0.dtype)
-        y = None if labels is None else drop_labels(labels[idx], tr["label_dropout"], num_classes, noise_gen)
+        y = None if labels is None else drop_labels(labels[idx], tr["label_dropout"], null, noise_gen)
         cond = None if not low_res_factor else sr_condition(x0, low_res_factor)
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=dev)
@@ -498,7 +505,19 @@ def drop_labels(y: torch.Tensor, p: float, null: int, generator: torch.Generator
     """Replace each label by the null label ``null`` with probability ``p``, so one network learns
     the conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
     drop = torch.rand(y.shape[0], generator=generator).to(y.device) < p
-    return torch.where(drop, torch.full_like(y, null), y)
+    return torch.where(drop.reshape(-1, *[1] * (y.ndim - 1)), torch.full_like(y, null), y)
+
+
+def _prompt_ids(model_cfg: dict, dataset) -> torch.Tensor:
+    """The word ids (N, context_length) of a captioned dataset's captions, by a text-unet's tokenizer (a row
+    of ``drop_labels`` above becomes the empty prompt, the null condition)."""
+    from ..tokenizer import WordTokenizer
+
+    if dataset.captions is None:
+        raise DifflabError(f"a text-unet learns from captions, but dataset {dataset.name!r} has none; use a captioned "
+                           "dataset such as mnist-pairs.")
+    tokenizer = WordTokenizer(model_cfg["vocabulary"], model_cfg["context_length"])
+    return tokenizer.batch(dataset.captions, strict=True)
 
 
 def _check_labels(dataset, num_classes: int) -> torch.Tensor:
@@ -561,10 +580,10 @@ def _check_model_fits(model_cfg: dict, dataset) -> None:
         if model_cfg["type"] != "mlp" or model_cfg.get("dim") != shape[0]:
             raise DifflabError(f"dataset {dataset.name!r} holds {shape[0]}-D points; the model must be an mlp with dim {shape[0]}.")
         return
-    if model_cfg["type"] != "unet":
+    if model_cfg["type"] not in ("unet", "text-unet"):
         raise DifflabError(f"dataset {dataset.name!r} holds images; the model must be a unet.")
     c, h, w = shape
-    if model_cfg["in_channels"] != c or model_cfg["image_size"] != h or h != w:
+    if model_cfg["in_channels"] != c or model_cfg["image_size"] != h or (h != w and model_cfg["type"] == "unet"):
         raise DifflabError(f"dataset {dataset.name!r} holds {c}x{h}x{w} images but the model expects "
                            f"{model_cfg['in_channels']}x{model_cfg['image_size']}x{model_cfg['image_size']}; "
                            "set model.in_channels and model.image_size to match.")
@@ -588,7 +607,14 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
         cond = norm.to_model(condition(dataset.data[:num], factor)).to(device)
         denoiser = build_denoiser(ConditionedNet(denoiser.model, cond), config)
         num = cond.shape[0]
-    x = sample(denoiser, (num, *norm.shape), sampler=sc["sampler"], steps=sc["steps"], generator=gen, device=device, **opts)
+    if config["model"]["type"] == "text-unet":  # a text model draws the captions of the first training examples
+        num = min(num, len(dataset))
+        denoiser = denoiser.with_labels(denoiser.model.tokenizer.batch(dataset.captions[:num]).to(device))
+    shape = tuple(config["latent"]["shape"]) if "latent" in config else norm.shape
+    x = sample(denoiser, (num, *shape), sampler=sc["sampler"], steps=sc["steps"], generator=gen, device=device, **opts)
+    if "latent" in config:
+        from ..latent import load_codec
+        x = load_codec(config, device).decode(x)
     reference = dataset.data[:num] if dataset.kind == "toy" else None
     save_samples(norm.to_data(x).cpu(), path, norm.kind, reference=reference)
 
