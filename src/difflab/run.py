@@ -61,19 +61,23 @@ def build_denoiser(model: torch.nn.Module, config: dict):
 
     diff = config["diffusion"]
     schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
-    clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
+    # latents have no fixed range: a latent run's x̂_0 is not clipped
+    clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] \
+        and "latent" not in config else None
     return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
                          learned_variance=diff.get("learned_variance", False))
 
 
 class Run:
-    """A trained model with its schedule, config and normalisation (EMA weights by default)."""
+    """A trained model with its schedule, config and normalisation (EMA weights by default); a latent
+    run also holds the :class:`~difflab.latent.LatentCodec` that decodes its samples."""
 
-    def __init__(self, path: Path, config: dict, model: torch.nn.Module, step: int):
+    def __init__(self, path: Path, config: dict, model: torch.nn.Module, step: int, codec=None):
         self.path = path
         self.config = config
         self.model = model.eval()
         self.step = step
+        self.codec = codec
         self.normalization = Normalization.from_config(config["normalization"])
         self.denoiser = build_denoiser(self.model, config)
         self.schedule = self.denoiser.schedule
@@ -92,7 +96,7 @@ class Run:
     def sample(self, num: int, sampler: str | None = None, steps: int | None = None, generator=None,
                x_T: torch.Tensor | None = None, progress: bool = False, callback=None, classes=None,
                guidance: str | None = None, scale: float = 0.0, compose: bool = False, classifier=None,
-               **options) -> torch.Tensor:
+               prompts: str | list[str] | None = None, **options) -> torch.Tensor:
         """``num`` samples in data coordinates; defaults come from the config's ``sample`` section.
 
         For a class-conditional model: ``classes`` (an int or a list; sample i gets
@@ -101,6 +105,9 @@ class Run:
         ``guidance="classifier"`` with ``classifier`` (a classifier run directory or a loaded
         :class:`~difflab.training.classifier.ClassifierRun`) and scale s: Algorithm 1 of Dhariwal &
         Nichol 2021 (the mean shift) with the ``ddpm`` sampler, Algorithm 2 (the ε shift) with the others.
+        For a text-conditioned model: ``prompts`` (a text or a list; sample i gets ``prompts[i % len]``), with
+        ``guidance="cfg"`` towards them (the empty prompt being the null condition). A latent run samples
+        latents and decodes them.
         """
         from .guidance import conditional_denoiser
         from .samplers import sample as sample_denoiser
@@ -122,11 +129,37 @@ class Run:
                 classifier = load_classifier(classifier)
             classifier.check_fits(self.schedule, self.shape, self.config["normalization"])
             network = classifier.model.to(device)
-        denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose, classifier=network,
-                                        ancestral=sampler == "ddpm")
-        x = sample_denoiser(denoiser, (num, *self.shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
+        if prompts is not None:
+            denoiser = self._prompted(num, prompts, guidance, scale, classes, device)
+        else:
+            denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose, classifier=network,
+                                            ancestral=sampler == "ddpm")
+        shape = self.shape if self.codec is None else self.codec.shape
+        x = sample_denoiser(denoiser, (num, *shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
                             generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
+        if self.codec is not None:
+            x = self.codec.decode(x)
         return self.normalization.to_data(x)
+
+    def _prompted(self, num: int, prompts, guidance, scale: float, classes, device):
+        """The denoiser that draws sample i for ``prompts[i % len(prompts)]``, guided by CFG with w = ``scale``."""
+        from .guidance import ClassifierFreeGuidance
+
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None:
+            raise DifflabError(f"this model (type {self.config['model']['type']!r}) is not text-conditioned; prompts need "
+                               "a text-unet run.")
+        if classes:
+            raise DifflabError("give prompts or classes, not both.")
+        if guidance not in (None, "none", "cfg"):
+            raise DifflabError(f"prompts are guided by classifier-free guidance (cfg), not {guidance!r}.")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise DifflabError("the list of prompts is empty; give at least one.")
+        ids = tokenizer.batch([prompts[i % len(prompts)] for i in range(num)], strict=True).to(device)
+        if guidance == "cfg":
+            return ClassifierFreeGuidance(self.denoiser, [ids], scale)
+        return self.denoiser.with_labels(ids)
 
     def log_likelihood(self, x: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-5, trace: str | None = None,
                        num_probes: int = 1, generator=None) -> tuple[torch.Tensor, int]:
@@ -229,7 +262,11 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
         model.load_state_dict(state)
     except RuntimeError as e:
         raise DifflabError(f"weights in {str(where)!r} do not match the model in config.json ({str(e).splitlines()[0]}).") from None
-    return Run(run_dir, config, model.to(device), step)
+    codec = None
+    if "latent" in config:
+        from .latent import load_codec
+        codec = load_codec(config, device)
+    return Run(run_dir, config, model.to(device), step, codec)
 
 
 def save_samples(samples: torch.Tensor, path: str | Path, kind: str, reference: torch.Tensor | None = None) -> Path:

@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classifier", default=None, metavar="DIR",
                    help="with --guidance classifier: a noise-aware classifier run (difflab train-classifier) trained on "
                         "the model's data and schedule")
+    s.add_argument("--prompt", dest="prompts", action="append", default=None, metavar="TEXT",
+                   help="text-conditioned models: the prompt, e.g. \"a seven on the left and a two on the right\" "
+                        "(repeatable: sample i gets the i-th in turn); guided by cfg (default scale 3)")
     s.add_argument("--scale", type=float, default=None,
                    help="guidance scale: cfg's w (Ho & Salimans 2022, Eq. 6; 0 = the plain conditional model; default 3) "
                         "or the classifier scale s (Dhariwal & Nichol 2021; 1 = p(x|y) for an exact classifier; default 1)")
@@ -209,6 +212,8 @@ def _cmd_sample(a) -> None:
             raise _error(f"--variance applies to the ddpm sampler, not {sampler!r}.")
         options["variance"] = a.variance
     options.update(_parse_options(a.option))
+    if a.prompts is not None and a.guidance is None:
+        a.guidance = "cfg"  # prompts are guided by classifier-free guidance unless --guidance none
     if a.scale is not None and a.guidance in (None, "none"):
         raise _error("--scale needs --guidance cfg or --guidance classifier.")
     if a.classifier is not None and a.guidance != "classifier":
@@ -227,12 +232,14 @@ def _cmd_sample(a) -> None:
     for lo in range(0, a.num, a.batch_size):
         n = min(a.batch_size, a.num - lo)
         gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
-        classes = a.classes
+        classes, prompts = a.classes, None
+        if a.prompts is not None:
+            prompts = [a.prompts[(lo + i) % len(a.prompts)] for i in range(n)]
         if classes and not a.compose:  # sample i gets classes[i % len], whatever the batch size
             classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
         chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
                                  discretization=a.discretization, classes=classes, guidance=a.guidance,
-                                 scale=scale, compose=a.compose, classifier=classifier, **options))
+                                 scale=scale, compose=a.compose, classifier=classifier, prompts=prompts, **options))
     samples = torch.cat(chunks)
     save_samples(samples, a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
