@@ -157,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("schedules", help="compare the noise schedules")
     c.add_argument("--T", type=_int, default=1000, help="number of timesteps (default 1000)")
     c.add_argument("--plot", help="write a picture of ᾱ_t and the log-SNR over t/T to this .png")
+    from .edit import add_parsers as add_edit_parsers  # inpaint, edit, upscale, interpolate, denoise, trajectory
+    add_edit_parsers(sub)
     return p
 
 
@@ -495,6 +497,9 @@ def _error(message: str):
 COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "train-autoencoder": _cmd_train_autoencoder, "sample": _cmd_sample, "demo": _cmd_demo,
             "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export,
             "eval": _cmd_eval}
+
+from .edit import COMMANDS as EDIT_COMMANDS  # noqa: E402
+COMMANDS.update(EDIT_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

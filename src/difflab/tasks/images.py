@@ -10,10 +10,10 @@ import torch
 from ..errors import DifflabError
 
 
-def read_image(path: str | Path, what: str = "image") -> torch.Tensor:
+def read_image(path: str | Path, what: str = "image", bounded: bool = True) -> torch.Tensor:
     """Images (N, C, H, W) float32 in [0, 1]: a PNG (one image; 8- or 16-bit grayscale, RGB, RGBA without alpha)
     or an ``.npz`` holding one array (N, C, H, W), (N, H, W) or (H, W) (the first of ``images``, ``samples``, or
-    the only array). ``what`` names the input in errors."""
+    the only array). ``what`` names the input in errors; ``bounded=False`` lets an .npz leave [0, 1] (noisy images)."""
     path = Path(path)
     if not path.is_file():
         raise DifflabError(f"{what} file {str(path)!r} does not exist.")
@@ -46,8 +46,8 @@ def read_image(path: str | Path, what: str = "image") -> torch.Tensor:
         x = x[None, None] if x.ndim == 2 else (x[:, None] if x.ndim == 3 else x)
         if x.ndim != 4:
             raise DifflabError(f"{what} array in {str(path)!r} has shape {tuple(a.shape)}; expected (N, C, H, W).")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise DifflabError(f"{what} array in {str(path)!r} must hold finite values in [0, 1].")
+        if not torch.isfinite(x).all() or (bounded and (x.min() < 0 or x.max() > 1)):
+            raise DifflabError(f"{what} array in {str(path)!r} must hold finite values{' in [0, 1]' if bounded else ''}.")
         return x
     raise DifflabError(f"{what} file {str(path)!r} must be a .png or an .npz.")
 

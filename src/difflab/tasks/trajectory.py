@@ -81,6 +81,36 @@ def shared_rows(denoiser, x_T: Tensor, num: int, share_steps: list, sampler: str
     return times, torch.stack(rows)
 
 
+def columns(num_steps: int, count: int) -> list[int]:
+    """``count`` step indices spread evenly over a run of ``num_steps`` steps, the first and the last included."""
+    count = max(1, min(count, num_steps))
+    return sorted({round(k * (num_steps - 1) / max(count - 1, 1)) for k in range(count)})
+
+
+def save_grid(traj: Trajectory, path, to_data, count: int = 10) -> None:
+    """A PNG: per sample, a row of x_t at ``count`` steps then the final x_0, and below it the row of x̂_0 at the
+    same steps then x_0 again (Ho et al. 2020, Fig. 6). ``to_data`` maps model to data coordinates."""
+    from ..plotting import save_image_grid
+
+    cols = columns(len(traj.times), count)
+    rows = []
+    for b in range(traj.x_t.shape[1]):
+        final = traj.x_t[-1, b]
+        rows += [traj.x_t[i, b] for i in cols] + [final] + [traj.x0[i, b] for i in cols] + [final]
+    save_image_grid(to_data(torch.stack(rows)), path, nrow=len(cols) + 1)
+
+
+def save_animation(traj: Trajectory, path, to_data, duration_ms: int = 80) -> None:
+    """An animated GIF: frame i shows x_t (top row) and x̂_0 (bottom row) of every sample at step i, then the
+    final samples held."""
+    from ..plotting import image_grid, save_gif
+
+    n = traj.x_t.shape[1]
+    frames = [image_grid(to_data(torch.cat([traj.x_t[i], traj.x0[i]])), nrow=n) for i in range(len(traj.times))]
+    frames += [image_grid(to_data(torch.cat([traj.x_t[-1], traj.x_t[-1]])), nrow=n)] * 10
+    save_gif(frames, path, duration_ms=duration_ms)
+
+
 def start_noise(denoiser, shape, generator=None, device=None) -> Tensor:
     """x_T ~ N(0, σ_max² I), as samplers start."""
     from ..random import randn
@@ -88,4 +118,5 @@ def start_noise(denoiser, shape, generator=None, device=None) -> Tensor:
     return randn(tuple(shape), generator, device) * prior_std(denoiser.schedule)
 
 
-__all__ = ["Trajectory", "record", "share_x_T", "share_from", "shared_rows", "start_noise"]
+__all__ = ["Trajectory", "record", "share_x_T", "share_from", "shared_rows", "columns", "save_grid",
+           "save_animation", "start_noise"]
