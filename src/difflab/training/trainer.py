@@ -503,7 +503,8 @@ def _finish(config: dict, norm, denoiser, out: Path, step: int, dataset) -> None
 
 def drop_labels(y: torch.Tensor, p: float, null: int, generator: torch.Generator) -> torch.Tensor:
     """Replace each label by the null label ``null`` with probability ``p``, so one network learns
-    the conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1, p_uncond)."""
+    the conditional and the unconditional model (Ho & Salimans 2022, Algorithm 1, p_uncond). For
+    prompts (word ids, one row per example) a dropped row becomes all ``null`` = 0, the empty prompt."""
     drop = torch.rand(y.shape[0], generator=generator).to(y.device) < p
     return torch.where(drop.reshape(-1, *[1] * (y.ndim - 1)), torch.full_like(y, null), y)
 
