@@ -128,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
                          "Without them, scores are in the dataset judge's features and named by it")
     ev.add_argument("--no-progress", action="store_true")
 
+    rp = sub.add_parser("reproduce", help="reproduce a seed paper's claim at CPU scale: table + plot in docs/results/")
+    rp.add_argument("name", help="one of: ddim-eta, schedules, objectives, classifier-guidance, respacing, swiss-roll; "
+                                 "or 'list'")
+    rp.add_argument("--out", default="docs/results", help="directory for <name>.md and <name>.png (default docs/results)")
+    rp.add_argument("--runs", default="runs/reproduce",
+                    help="where the models it needs are found, or trained when absent (default runs/reproduce)")
+    rp.add_argument("--quick", action="store_true", help="a few hundred training steps and few samples: checks the "
+                                                          "pipeline, says so in the report, proves nothing")
+
     e = sub.add_parser("export", help="write a run's EMA weights and config as a small model directory")
     e.add_argument("run", help="run directory")
     e.add_argument("--out", required=True, help="new directory for the exported model")
@@ -478,6 +487,20 @@ def _cmd_eval(a) -> None:
         write_text(a.out, json.dumps({"source": source, "reference": a.ref, **scores}, indent=2) + "\n")
 
 
+def _cmd_reproduce(a) -> None:
+    from .. import reproduce
+
+    if a.name == "list":
+        for name in reproduce.names():
+            print(f"{name:<20} {reproduce.summary(name)}")
+        return
+    reproduce.module(a.name)  # an unknown name fails before anything is trained
+    command = f"difflab reproduce {a.name}" + "".join(
+        f" {flag} {value}" for flag, value, default in (("--out", a.out, "docs/results"), ("--runs", a.runs, "runs/reproduce"))
+        if value != default) + (" --quick" if a.quick else "")
+    reproduce.reproduce(a.name, out=a.out, runs=a.runs, quick=a.quick, command=command)
+
+
 def _cmd_export(a) -> None:
     from ..pretrained import export
     out = export(a.run, a.out, weights=a.weights, notes=a.notes)
@@ -496,7 +519,7 @@ def _error(message: str):
 
 COMMANDS = {"train": _cmd_train, "train-classifier": _cmd_train_classifier, "train-autoencoder": _cmd_train_autoencoder, "sample": _cmd_sample, "demo": _cmd_demo,
             "schedules": _cmd_schedules, "samplers": _cmd_samplers, "likelihood": _cmd_likelihood, "export": _cmd_export,
-            "eval": _cmd_eval}
+            "eval": _cmd_eval, "reproduce": _cmd_reproduce}
 
 from .edit import COMMANDS as EDIT_COMMANDS  # noqa: E402
 COMMANDS.update(EDIT_COMMANDS)

@@ -1,0 +1,55 @@
+"""The seed papers' claims, reproduced at CPU scale: one module per claim, each training (or reusing)
+the small models it needs, measuring, and writing ``<name>.md`` (a table, the command, and where the
+result agrees or disagrees with the paper) and ``<name>.png`` to an output directory
+(``docs/results/`` by default). ``difflab reproduce NAME`` and ``benchmarks/reproduce/NAME.py`` run them.
+
+* ``ddim-eta``: DDIM vs DDPM, η ∈ {0, 0.2, 0.5, 1} and σ̂ at S ∈ {10, 20, 50, 100, 1000} steps (Song et al. 2021, Table 1).
+* ``schedules``: linear vs cosine ᾱ_t, and sample quality at equal training (Nichol & Dhariwal 2021, Sec. 3.2).
+* ``objectives``: L_simple vs L_hybrid vs L_vlb, bits/dim and sample quality (Nichol & Dhariwal 2021, Sec. 3.1, Table 1).
+* ``classifier-guidance``: guidance scale 0, 1, 10: FD, precision, recall, IS (Dhariwal & Nichol 2021, Table 4/Fig. 3).
+* ``respacing``: guided diffusion's section-count respacing vs uniform respacing at 25 and 50 steps (Nichol & Dhariwal 2021, Sec. 4).
+* ``swiss-roll``: the forward and the learned reverse trajectory on the swiss roll (Sohl-Dickstein et al. 2015, Fig. 1).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import DifflabError
+
+CLAIMS = {  # name: (module, what it reproduces)
+    "ddim-eta": ("ddim_eta", "DDIM vs DDPM, η and σ̂ against the number of steps (DDIM Table 1)"),
+    "schedules": ("schedules", "linear vs cosine ᾱ_t and sample quality at equal training (IDDPM Sec. 3.2)"),
+    "objectives": ("objectives", "L_simple vs L_hybrid vs L_vlb: bits/dim and sample quality (IDDPM Sec. 3.1)"),
+    "classifier-guidance": ("classifier_guidance", "classifier guidance at scale 0, 1, 10 (ADM Sec. 4)"),
+    "respacing": ("respacing", "section-count vs uniform respacing at 25 and 50 steps (IDDPM Sec. 4)"),
+    "swiss-roll": ("swiss_roll", "the swiss roll's forward and learned reverse trajectory (2015 Fig. 1)"),
+}
+
+
+def names() -> list[str]:
+    return list(CLAIMS)
+
+
+def summary(name: str) -> str:
+    if name not in CLAIMS:
+        module(name)
+    return CLAIMS[name][1]
+
+
+def module(name: str):
+    if name not in CLAIMS:
+        raise DifflabError(f"unknown reproduction {name!r}; expected one of {', '.join(CLAIMS)} (or 'list').")
+    return importlib.import_module(f".{CLAIMS[name][0]}", __name__)
+
+
+def reproduce(name: str, out="docs/results", runs="runs/reproduce", quick: bool = False, command: str | None = None):
+    """Run one reproduction; returns the path of the markdown report it wrote."""
+    from pathlib import Path
+
+    from .common import Context
+
+    mod = module(name)
+    ctx = Context(name=name, out=Path(out), runs=Path(runs), quick=quick,
+                  command=command or f"difflab reproduce {name}" + (" --quick" if quick else ""))
+    return mod.main(ctx)
