@@ -41,10 +41,13 @@ MODEL_DEFAULTS: dict[str, dict] = {
         "scale_shift_norm": False,
         "rescale_residuals": False,
         "cond_channels": 0,
+        "context_dim": None,
+        "cross_attention_resolutions": [],
     },
 }
 #: a U-Net with cross-attention to a text encoder's tokens (:mod:`difflab.models.text_unet`)
-MODEL_DEFAULTS["text-unet"] = {**MODEL_DEFAULTS["unet"], **TEXT_DEFAULTS}
+# (its context_dim is the text encoder's width)
+MODEL_DEFAULTS["text-unet"] = {**{k: v for k, v in MODEL_DEFAULTS["unet"].items() if k != "context_dim"}, **TEXT_DEFAULTS}
 
 
 def complete_config(config: dict) -> dict:

@@ -321,9 +321,9 @@ class UNet(nn.Module):
         resblock_updown: bool = False,
         scale_shift_norm: bool = False,
         rescale_residuals: bool = False,
+        cond_channels: int = 0,
         context_dim: int | None = None,
         cross_attention_resolutions: Sequence[int] = (),
-        cond_channels: int = 0,
     ):
         super().__init__()
         for name, value, lo in (
