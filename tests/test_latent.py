@@ -50,7 +50,7 @@ def runs(tmp_path_factory):
            "diffusion": {"schedule": "cosine", "T": 50},
            "train": {"steps": 3, "batch_size": 8, "log_every": 1, "save_every": 0, "sample_every": 0, "num_samples": 2,
                      "label_dropout": 0.5},
-           "sample": {"steps": 3, "clip": False}}
+           "sample": {"steps": 3, "clip": True}}
     ldm = root / "ldm"
     train(config_mod.resolve(cfg), ldm, progress=False, log=lambda *a: None)
     return {"ae": ae, "ldm": ldm, "config": cfg}
@@ -65,8 +65,10 @@ def test_run_records_the_scale_factor_measured_on_the_data(runs):
     x = load_dataset("mnist-pairs", num=64, seed=0).data * 2 - 1
     with torch.no_grad():
         z = ae.model.moments(x)[0].double().numpy()  # the KL posterior's mean, recomputed
-    assert saved["latent"]["scale_factor"] == pytest.approx(1.0 / np.std(z.ravel(), ddof=1), rel=1e-5)
+    s = 1.0 / np.std(z.ravel(), ddof=1)
+    assert saved["latent"]["scale_factor"] == pytest.approx(s, rel=1e-5)
     assert saved["latent"]["shape"] == [4, 8, 16]
+    assert saved["latent"]["clip"] == pytest.approx(np.abs(s * z).max(), rel=1e-5)  # the data's largest |latent|
     assert (runs["ldm"] / "samples").is_dir() and list((runs["ldm"] / "samples").glob("*.png"))
 
 
@@ -86,6 +88,8 @@ def test_sampling_with_prompts_decodes_to_images(runs):
 
     run = load(runs["ldm"])
     assert run.codec is not None and run.codec.shape == (4, 8, 16)
+    c = run.config["latent"]["clip"]
+    assert run.denoiser.clip_x0 == (-c, c)
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     x = run.sample(2, steps=3, generator=gens, prompts=PROMPT, guidance="cfg", scale=3.0)
     assert x.shape == (2, 1, 28, 56) and float(x.min()) >= 0 and float(x.max()) <= 1

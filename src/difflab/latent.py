@@ -5,7 +5,11 @@ A diffusion run is a latent one when its config has a ``latent`` section:
 ``{"autoencoder": RUN_DIR, "scale_factor": null}``. The trainer encodes the data once (the KL
 posterior's mean; VQ latents before quantisation, Sec. 3.1), measures the scale factor s = 1 / std(z)
 on them, so that the latents have unit variance (Sec. 4.3.2 and Appx. G, "rescale the latent by the
-component-wise standard deviation"), and records s and the latent shape in ``config.json``. Denoisers,
+component-wise standard deviation"), and records s and the latent shape in ``config.json``, with
+``clip``: the largest |s z| of the data, the range x̂_0 is clipped to when the run samples with
+``sample.clip`` — the latent counterpart of clipping pixels to [−1, 1]. It matters at the first steps of
+a schedule whose ᾱ_T is almost 0 (cosine: ᾱ_T ≈ 2e-9), where x̂_0 = (z_t − σ_t ε̂)/α_t multiplies any
+error of ε̂ by thousands. Denoisers,
 guidance and samplers see only latents; :class:`LatentCodec` maps between latents and model
 coordinates of the data ([−1, 1] images).
 """
@@ -61,14 +65,16 @@ def check_section(latent: dict) -> dict:
     if not isinstance(latent, dict):
         raise DifflabError(f"config section 'latent' must be a mapping with 'autoencoder', got {type(latent).__name__}.")
     for key in latent:
-        if key not in ("autoencoder", "scale_factor", "shape"):
-            raise DifflabError(f"unknown config key 'latent.{key}'; expected autoencoder, scale_factor, shape.")
+        if key not in ("autoencoder", "scale_factor", "shape", "clip"):
+            raise DifflabError(f"unknown config key 'latent.{key}'; expected autoencoder, scale_factor, shape, clip.")
     if not isinstance(latent.get("autoencoder"), str) or not latent["autoencoder"]:
         raise DifflabError("latent.autoencoder must name an autoencoder run directory (from difflab train-autoencoder).")
-    s = latent.get("scale_factor")
-    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s < float("inf")):
-        raise DifflabError(f"latent.scale_factor must be a positive number, or null to measure it on the data, got {s!r}.")
-    return {"autoencoder": latent["autoencoder"], "scale_factor": s, "shape": latent.get("shape")}
+    for key in ("scale_factor", "clip"):
+        s = latent.get(key)
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s < float("inf")):
+            raise DifflabError(f"latent.{key} must be a positive number, or null to measure it on the data, got {s!r}.")
+    return {"autoencoder": latent["autoencoder"], "scale_factor": latent.get("scale_factor"), "shape": latent.get("shape"),
+            "clip": latent.get("clip")}
 
 
 def _load(config: dict, device):
@@ -110,7 +116,7 @@ def load_codec(config: dict, device="cpu") -> LatentCodec:
 def encode_dataset(config: dict, dataset, norm, device):
     """Encode a dataset for latent training: returns (the dataset with its latents as data, the latents
     on ``device``). Measures the scale factor on these latents when the config does not give one, and
-    records it and the latent shape in ``config["latent"]``."""
+    records it, the latent shape and the latents' largest magnitude (``clip``) in ``config["latent"]``."""
     from dataclasses import replace
 
     config["latent"] = check_section(config["latent"])
@@ -122,4 +128,6 @@ def encode_dataset(config: dict, dataset, norm, device):
         config["latent"]["scale_factor"] = scale_factor(z)
     config["latent"]["shape"] = list(ae.latent_shape)
     z = z * config["latent"]["scale_factor"]
+    if config["latent"]["clip"] is None:
+        config["latent"]["clip"] = float(z.abs().max())
     return replace(dataset, data=z.cpu()), z

@@ -49,7 +49,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 LOG_HEADER = "step,loss,lr,grad_norm,seconds"
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
-                                         *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape"}
+                                         *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
 
 
 class _DataOrder:
