@@ -118,3 +118,26 @@ def test_efficientnet_features_are_the_packages_network(tmp_path):
     assert torch.allclose(probs, torch.softmax(ext.net(manual), 1).double(), atol=1e-6)
     with pytest.raises(DifflabError, match="1 or 3"):
         preprocess(torch.rand(2, 2, 8, 8))
+
+
+def test_reproduce_quick_swiss_roll_writes_report_and_plot(tmp_path, capsys):
+    """`difflab reproduce swiss-roll --quick` trains its toy model, writes the table with the command that made it and
+    the figure; the distance-to-the-roll column is checked against a direct computation; an unknown name is refused."""
+    import math
+
+    from difflab.reproduce.swiss_roll import spiral_distance
+
+    out = tmp_path / "results"
+    assert main(["reproduce", "swiss-roll", "--quick", "--out", str(out), "--runs", str(tmp_path / "runs")]) == 0
+    text = (out / "swiss-roll.md").read_text()
+    assert f"difflab reproduce swiss-roll --out {out} --runs {tmp_path / 'runs'} --quick" in text and "QUICK MODE" in text
+    assert (out / "swiss-roll.png").stat().st_size > 10_000
+    # points on the curve are at distance ~0 (to the search grid's spacing, ~2e-3 of arc); of the spiral r = t/10
+    # the point nearest the origin is its start, at radius 0.15π
+    t = torch.tensor([1.5 * math.pi, 3 * math.pi, 4.5 * math.pi], dtype=torch.float64)
+    on = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1) / 10
+    assert spiral_distance(on).max() < 2e-3
+    assert spiral_distance(on * 1.2).min() > 0.05
+    assert spiral_distance(torch.zeros(1, 2)).item() == pytest.approx(0.15 * math.pi, abs=1e-6)
+    assert main(["reproduce", "ddim-etta"]) == 2
+    assert "unknown reproduction 'ddim-etta'" in capsys.readouterr().err
