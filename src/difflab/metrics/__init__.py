@@ -9,13 +9,15 @@ Submodules are imported on first use, so ``import difflab.metrics`` does not imp
 * ``precision_recall``: improved precision and recall of feature sets (``precision_recall``).
 * ``kid``: kernel distance (unbiased MMD² with the cubic kernel, mean and standard error over subsets).
 * ``inception_score``: exp(E KL(p(y|x) ‖ p(y))) over any classifier's probabilities, with splits.
+* ``inception``: the FID InceptionV3 architecture, loading the standard weights from a path the user gives.
+* ``efficientnet``: ImageNet EfficientNet-Lite0 features (optional extra ``features``).
 """
 
 from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception"}
+_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception", "efficientnet"}
 _ATTRIBUTES = {
     "judge": ("classifiers", "judge"),
     "load_judge": ("classifiers", "load_judge"),
@@ -24,6 +26,7 @@ _ATTRIBUTES = {
     "JUDGE_DATASETS": ("classifiers", "JUDGE_DATASETS"),
     "frechet_distance_of": ("frechet", "frechet_distance_of"),
     "kernel_distance": ("kid", "kernel_distance"),
+    "StreamingStatistics": ("frechet", "StreamingStatistics"),
 }
 
 __all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
