@@ -110,19 +110,23 @@ def section_sr(run, x, y, a) -> dict:
     rows = [x[:10], block_upsample(low[:10], 2), bicubic[:10]]
     sr = difflab.load(a.sr_run)
     res["sr3_step"] = sr.step
-    t0 = time.perf_counter()
-    out = _batches(lambda c, seed: superres.sr3(sr, c, steps=a.steps, generator=_gen(seed)), low, a.batch)
-    p = superres.psnr(out, x)
-    res["sr3"], res["sr3_se"], res["sr3_seconds"] = float(p.mean()), float(p.std() / len(p) ** 0.5), time.perf_counter() - t0
-    res["sr3_judge"], res["bicubic_judge"] = _accuracy(out, y), _accuracy(bicubic, y)
-    rows.append(out[:10])
+    res["bicubic_judge"] = _accuracy(bicubic, y)
+    for start in (1.0, a.sr_start):  # from pure noise (SR3's Algorithm 2), and from the noised bicubic image (CCDF)
+        key = "sr3" if start == 1.0 else f"sr3_start{start}"
+        t0 = time.perf_counter()
+        out = _batches(lambda c, seed: superres.sr3(sr, c, steps=a.steps, generator=_gen(seed), start=start), low, a.batch)
+        p = superres.psnr(out, x)
+        res[key], res[f"{key}_se"], res[f"{key}_seconds"] = float(p.mean()), float(p.std() / len(p) ** 0.5), time.perf_counter() - t0
+        res[f"{key}_judge"] = _accuracy(out, y)
+        rows.append(out[:10])
     norm = run.normalization
     out = _batches(lambda c, seed: norm.to_data(ilvr(run.denoiser, norm.to_model(c), 2, sampler="ddpm", steps=a.steps,
                                                      generator=_gen(seed))), low, a.batch)
     res["ilvr"], res["ilvr_judge"] = float(superres.psnr(out, x).mean()), _accuracy(out, y)
     rows.append(out[:10])
     save_image_grid(torch.cat(rows), OUT / "editing_superres.png", nrow=10)
-    print(f"sr: bicubic {res['bicubic']:.2f} dB, SR3 {res['sr3']:.2f} dB, ILVR {res['ilvr']:.2f} dB", flush=True)
+    res["sr_start"] = a.sr_start
+    print(f"sr: {res}", flush=True)
     return res
 
 
@@ -157,21 +161,21 @@ def section_denoise(run, x, y, a) -> dict:
     from difflab.plotting import plot_process_images
     from difflab.tasks.denoise import data_to_model_std, denoise, matching_step
 
-    norm, res, rows = run.normalization, {}, []
-    n = min(x.shape[0], 200)
+    norm, res, show = run.normalization, {}, 4
+    rows = [[x[b]] for b in range(show)]
     for k, s in enumerate(a.noise):
-        noisy = x[:n] + s * torch.randn(x[:n].shape, generator=_gen(100 + k))
+        noisy = x + s * torch.randn(x.shape, generator=_gen(100 + k))
         std = data_to_model_std(s, norm.scale)
         out = _batches(lambda c, seed: norm.to_data(denoise(run.denoiser, norm.to_model(c), std, steps=a.steps,
                                                             generator=_gen(seed))), noisy, a.batch)
-        res[str(s)] = {"t": matching_step(run.schedule, std), "rms_noisy": float((noisy - x[:n]).pow(2).mean().sqrt()),
-                       "rms_denoised": float((out - x[:n]).pow(2).mean().sqrt()), "judge_noisy": _accuracy(noisy.clamp(0, 1), y[:n]),
-                       "judge_denoised": _accuracy(out, y[:n])}
-        for b in range(3):
-            rows.append([x[b], noisy[b].clamp(0, 1), out[b]])
+        res[str(s)] = {"t": matching_step(run.schedule, std), "rms_noisy": float((noisy - x).pow(2).mean().sqrt()),
+                       "rms_denoised": float((out - x).pow(2).mean().sqrt()), "judge_noisy": _accuracy(noisy.clamp(0, 1), y),
+                       "judge_denoised": _accuracy(out, y)}
+        for b in range(show):
+            rows[b] += [noisy[b].clamp(0, 1), out[b]]
         print(f"denoise σ={s}: {res[str(s)]}", flush=True)
-    names = [f"σ={s}, #{b}" for s in a.noise for b in range(3)]
-    plot_process_images(rows, names, ["clean", "noisy", "denoised"], OUT / "editing_denoise.png",
+    cols = ["clean"] + [f"{w} σ={s}" for s in a.noise for w in ("noisy", "denoised")]
+    plot_process_images(rows, None, cols, OUT / "editing_denoise.png",
                         title="Denoising from the matching step (Sohl-Dickstein et al. 2015, Fig. 5)")
     return res
 
@@ -185,7 +189,7 @@ def section_trajectory(run, x, y, a) -> dict:
     trajectory.save_grid(traj, OUT / "editing_trajectory.png", to_data, count=10)
     trajectory.save_animation(traj, OUT / "editing_trajectory.gif", to_data)
     x_T = trajectory.start_noise(run.denoiser, (1, *run.shape), _gen(11))
-    share = [0, a.steps // 4, a.steps // 2, 3 * a.steps // 4, a.steps - 5]
+    share = [0, a.steps // 4, a.steps // 2, 3 * a.steps // 4, a.steps - 1 - a.steps // 10]
     times, rows = trajectory.shared_rows(run.denoiser, x_T, 10, share, sampler="ddpm", steps=a.steps, seed=0)
     save_image_grid(to_data(rows.reshape(-1, *run.shape)), OUT / "editing_shared.png", nrow=10)
     spread = [float(to_data(r).std(0).mean()) for r in rows]
@@ -228,15 +232,19 @@ def render(results: dict, command: str) -> str:
         L += ["", "![sdedit](editing_sdedit.png)", "", "Rows: guides, then t0 = " + ", ".join(sd) + " (top to bottom).", ""]
     sr = results.get("sr")
     if sr:
+        ccdf = f"sr3_start{sr['sr_start']}"
         L += ["## (c) Super-resolution 14×14 → 28×28", "",
               f"Low-res = 2×2 average pooling of the test digit. SR3: `{results['config']['sr_run']}` (preset `mnist-sr`, "
               f"step {sr['sr3_step']}), DDIM 50 steps. ILVR: the unconditional model with N = 2 low-pass guidance, "
               "ancestral 50 steps. PSNR against the original, mean over the test digits:", "",
               "| method | PSNR (dB) | judge: original class |", "|---|---|---|",
               f"| bicubic (`interpolate(mode='bicubic')`) | {sr['bicubic']:.2f} | {sr['bicubic_judge']:.1%} |",
-              f"| SR3 (`mnist-sr`) | {sr['sr3']:.2f} ± {sr['sr3_se']:.2f} | {sr['sr3_judge']:.1%} |",
+              f"| SR3 (`mnist-sr`) from pure noise | {sr['sr3']:.2f} ± {sr['sr3_se']:.2f} | {sr['sr3_judge']:.1%} |",
+              f"| SR3 (`mnist-sr`) from the bicubic image noised to t0 = {sr['sr_start']} (CCDF) | "
+              f"{sr[ccdf]:.2f} ± {sr[ccdf + '_se']:.2f} | {sr[ccdf + '_judge']:.1%} |",
               f"| ILVR (shipped `mnist`, zero-shot) | {sr['ilvr']:.2f} | {sr['ilvr_judge']:.1%} |", "",
-              "![superres](editing_superres.png)", "", "Rows: original; low-res (blocks); bicubic; SR3; ILVR.", ""]
+              "![superres](editing_superres.png)", "", "Rows: original; low-res (blocks); bicubic; SR3 from noise; "
+              f"SR3 from t0 = {sr['sr_start']}; ILVR.", ""]
     it = results.get("interp")
     if it:
         L += ["## (d) Interpolation, denoising, trajectories", "",
@@ -273,8 +281,9 @@ def main() -> None:
     p.add_argument("--jump", type=int, default=5)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--t0", type=lambda s: [float(v) for v in s.split(",")], default=[0.1, 0.3, 0.5, 0.7, 0.9, 1.0])
-    p.add_argument("--noise", type=lambda s: [float(v) for v in s.split(",")], default=[0.1, 0.3, 0.6])
+    p.add_argument("--noise", type=lambda s: [float(v) for v in s.split(",")], default=[0.1, 0.3, 0.6, 1.0])
     p.add_argument("--sr-run", default="runs/mnist-sr")
+    p.add_argument("--sr-start", type=float, default=0.5, help="SR3 also from the noised bicubic image at this t0")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--render-only", action="store_true")
     a = p.parse_args()
@@ -294,7 +303,10 @@ def main() -> None:
             if name not in SECTIONS:
                 raise SystemExit(f"unknown section {name!r}; expected {', '.join(SECTIONS)}")
             with torch.no_grad():
-                results[name] = globals()[f"section_{name}"](run, x, y, a)
+                section = globals()[f"section_{name}"](run, x, y, a)
+            # re-read before writing: sections may run in parallel processes, each adds its own
+            results = json.loads(json_path.read_text()) if json_path.is_file() else {}
+            results[name] = section
             results["config"] = {**results.get("config", {}), "num": a.num, "steps": a.steps, "jump": a.jump,
                                  "repeats": a.repeats, "sr_run": a.sr_run}
             results["date"] = time.strftime("%Y-%m-%d %H:%M")

@@ -424,3 +424,8 @@ def test_sr3_trains_and_upscales(tmp_path):
     assert out.shape == (3, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
     with pytest.raises(DifflabError, match="low-resolution input"):
         superres.sr3(run, torch.rand(1, 1, 28, 28), steps=2)
+    bicubic = superres.upsample(low, 2).clamp(0, 1)
+    assert torch.allclose(superres.sr3(run, low, steps=3, start=1e-3), bicubic, atol=1e-6)  # t0 -> 0: the bicubic image
+    assert superres.sr3(run, low, steps=3, start=0.5, generator=gen()).shape == (3, 1, 28, 28)
+    with pytest.raises(DifflabError, match="strength"):
+        superres.sr3(run, low, start=0)

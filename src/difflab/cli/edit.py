@@ -59,6 +59,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--method", default="sr3", choices=["sr3", "ilvr"],
                    help="sr3: a model trained with data.low_res_factor (preset mnist-sr); ilvr: zero-shot low-pass "
                         "guidance of an unconditional model (Choi et al. 2021)")
+    p.add_argument("--start", type=float, default=1.0,
+                   help="sr3: t0 in (0, 1]; below 1 sampling starts from the bicubic image noised to t0 (Chung et al. 2022) "
+                        "instead of pure noise (default 1)")
 
     p = sub.add_parser("interpolate", help="interpolate between two images (DDIM inversion + slerp, or DDPM mixing)")
     _common(p, "ddim")
@@ -154,7 +157,7 @@ def _cmd_upscale(a) -> None:
         factor = superres.factor_of(run)
         c, h, w = run.shape
         low = _images(run, a.image, shape=(c, h // factor, w // factor))
-        out = superres.sr3(run, low, sampler=a.sampler, steps=a.steps, generator=gen)
+        out = superres.sr3(run, low, sampler=a.sampler, steps=a.steps, generator=gen, start=a.start)
         from ..tasks.images import write_images
         write_images(out, a.out)
     else:

@@ -63,12 +63,17 @@ def factor_of(run) -> int:
     return int(factor)
 
 
-def sr3(run, lowres: Tensor, sampler: str = "ddim", steps: int = 50, generator=None, **options) -> Tensor:
-    """Super-resolve ``lowres`` (B, C, h, w) in data coordinates with an SR3 run: sample y_0 ~ p(y | x_lr) from
-    pure noise with the conditioned denoiser (Saharia et al. 2021, Algorithm 2, with any registered sampler).
-    Returns the (B, C, f·h, f·w) images in data coordinates."""
+def sr3(run, lowres: Tensor, sampler: str = "ddim", steps: int = 50, generator=None, start: float = 1.0,
+        **options) -> Tensor:
+    """Super-resolve ``lowres`` (B, C, h, w) in data coordinates with an SR3 run: sample y_0 ~ p(y | x_lr) with the
+    conditioned denoiser (Saharia et al. 2021, Algorithm 2, with any registered sampler) from pure noise
+    (``start`` = 1), or, for ``start`` = t_0 < 1, from the upsampled input noised to t_0 by q(y_t0 | up(x_lr))
+    with t_0's share of ``steps`` ("come closer, diffuse faster": Chung, Sim & Ye 2022, Sec. 3, Eq. 6, the
+    SDEdit start of :func:`difflab.tasks.sdedit.perturb`). Returns the (B, C, f·h, f·w) images in data coordinates."""
     from ..run import build_denoiser
     from ..samplers import sample
+    from ._common import sample_from, start_time, timesteps_from
+    from .sdedit import perturb
 
     factor = factor_of(run)
     c, h, w = run.shape
@@ -79,8 +84,15 @@ def sr3(run, lowres: Tensor, sampler: str = "ddim", steps: int = 50, generator=N
     device = next(run.model.parameters()).device
     cond = run.normalization.to_model(upsample(lowres.float(), factor)).to(device)
     denoiser = build_denoiser(ConditionedNet(run.model, cond), run.config)
-    x = sample(denoiser, (lowres.shape[0], *run.shape), sampler=sampler, steps=steps, generator=generator,
-               device=device, **options)
+    if start == 1.0:
+        x = sample(denoiser, (lowres.shape[0], *run.shape), sampler=sampler, steps=steps, generator=generator,
+                   device=device, **options)
+    else:
+        t0 = start_time(run.schedule, start)
+        if float(t0) < float(run.schedule.t_min):
+            return run.normalization.to_data(cond)
+        x = sample_from(denoiser, perturb(run.schedule, cond, t0, generator), timesteps_from(run.schedule, t0, steps),
+                        sampler, generator, **options)
     return run.normalization.to_data(x)
 
 
