@@ -149,3 +149,28 @@ def test_autoencoder_config_errors():
         complete_autoencoder_config({"depth": 3})
     with pytest.raises(DifflabError, match="multiple of"):
         complete_autoencoder_config({"pad": [1, 4]})
+
+
+def test_training_with_discriminator_resumes_exactly(tmp_path):
+    """2 steps + resume to 4 (VQ, patch discriminator from step 1) ends where 4 uninterrupted steps do."""
+    from difflab.training import checkpoint
+    from difflab.training.autoencoder import resolve, train_autoencoder
+
+    cfg = resolve({"preset": "mnist-pairs-vq", "model": {"channels": 8, "codebook_size": 16}, "data": {"num": 48},
+                   "loss": {"disc_weight": 0.1, "disc_start": 1},
+                   "train": {"steps": 4, "batch_size": 8, "log_every": 1, "save_every": 0, "eval_num": 8}})
+    quiet = lambda *a: None  # noqa: E731
+    train_autoencoder(cfg, tmp_path / "full", progress=False, log=quiet)
+    train_autoencoder(cfg, tmp_path / "part", steps=2, progress=False, log=quiet)
+    train_autoencoder(cfg, tmp_path / "part", steps=4, resume=True, progress=False, log=quiet)
+    a = checkpoint.load_tensors(checkpoint.latest_valid(tmp_path / "full"), "trainer")
+    b = checkpoint.load_tensors(checkpoint.latest_valid(tmp_path / "part"), "trainer")
+    assert any(k.startswith("disc.") for k in a) and set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    full = checkpoint.load_tensors(checkpoint.latest_valid(tmp_path / "full"), "model")
+    part = checkpoint.load_tensors(checkpoint.latest_valid(tmp_path / "part"), "model")
+    assert all(torch.equal(full[k], part[k]) for k in full)
+    log = (tmp_path / "part" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+    assert json.loads((tmp_path / "part" / "eval.json").read_text())["step"] == 4
