@@ -1,7 +1,7 @@
 """The swiss roll's forward trajectory and learned reverse trajectory (Sohl-Dickstein et al. 2015, Fig. 1).
 
-The figure's three rows: the forward process q(x_t | x_0) carrying the roll to a Gaussian at t = 0, t_½, T
-(ᾱ at t_½ is 1/2); the learned reverse process p_θ carrying the Gaussian back at t = T, t_½, 0 (ancestral sampling, every step);
+The figure's three rows: the forward process q(x_t | x_0) carrying the roll to a Gaussian at t = 0, t_mid, T
+(ᾱ = 0.9 at t_mid); the learned reverse process p_θ carrying the Gaussian back at t = T, t_mid, 0 (ancestral sampling, every step);
 and the drift of the reverse process, μ_θ(x_t, t) − x_t, on a grid, at the same times. The paper used
 T = 40 and a learned β schedule; here the 2-D MLP of the ``swissroll`` preset (linear β, T = 1000) stands in.
 """
@@ -43,8 +43,8 @@ def main(ctx):
     run, reused = run_or_train(ctx, "swissroll", preset("swissroll", train={"sample_every": 0}),
                                steps=300 if ctx.quick else 10000)
     T = run.schedule.T
-    # the middle column where half the signal's variance is left (ᾱ_t = 1/2): the paper's T/2 of its own schedule
-    mid = int((run.schedule.alpha_bar - 0.5).abs().argmin())
+    # the middle column where the roll is blurred but still visible (ᾱ_t = 0.9), as at T/2 of the paper's schedule
+    mid = int((run.schedule.alpha_bar - 0.9).abs().argmin())
     times = [0, mid, T]
     n = 2000
     data = load_dataset("swissroll", num=n, split="test").data[:n]
