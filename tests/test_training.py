@@ -112,3 +112,20 @@ def test_bad_data_leaves_nothing_behind(tmp_path):
     with pytest.raises(DifflabError, match="broken.png"):
         train(resolve(cfg), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_run_saved_before_a_model_key_existed_resumes(tiny_digits_config, tmp_path):
+    """A run whose config.json predates a model key (here the U-Net's cross-attention keys, added later) resumes
+    with the same preset: the missing key reads as its default instead of as a changed config."""
+    first = _train(tiny_digits_config, tmp_path / "old", steps=3)
+    cfg = json.loads((first / "config.json").read_text())
+    for key in ("context_dim", "cross_attention_resolutions"):
+        assert key in cfg["model"]
+        del cfg["model"][key]
+    (first / "config.json").write_text(json.dumps(cfg))
+    resumed = train(resolve(str(tiny_digits_config)), first, steps=6, resume=True, progress=False, log=lambda *_: None)
+    assert checkpoint.list_checkpoints(resumed)[-1].name == "ckpt-00000006"
+    changed = resolve(str(tiny_digits_config))
+    changed["model"]["base_channels"] = 8
+    with pytest.raises(DifflabError, match="model.base_channels"):  # a real change is still refused
+        train(changed, first, steps=9, resume=True, progress=False, log=lambda *_: None)

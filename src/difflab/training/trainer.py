@@ -104,14 +104,17 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _with_defaults(config: dict) -> dict:
-    """A config with the keys it lacks filled in from the section defaults, so a run saved before a
-    key existed reads as having the key's default."""
+    """A config with the keys it lacks filled in from the section defaults and the model type's
+    defaults, so a run saved before a key existed reads as having the key's default."""
     from ..config import SECTIONS
+    from ..models import complete_config
 
     out = dict(config)
     for section, defaults in SECTIONS.items():
         if isinstance(config.get(section), dict):
             out[section] = {**copy.deepcopy(defaults), **config[section]}
+    if isinstance(config.get("model"), dict):
+        out["model"] = complete_config(config["model"])
     return out
 
 
