@@ -120,13 +120,9 @@ def resolve(spec: str | dict) -> dict:
 
 
 def _differences(saved: dict, config: dict) -> list[str]:
-    from .trainer import _flat
-
-    skip = {"normalization", "preset"}
-    a, b = (_flat({k: v for k, v in c.items() if k not in skip}) for c in (saved, config))
-    missing = object()
-    return [f"{k} (run: {json.dumps(a.get(k))}, given: {json.dumps(b.get(k))})" for k in sorted(set(a) | set(b))
-            if k not in RESUMABLE_KEYS and a.get(k, missing) != b.get(k, missing)]
+    """Dotted keys that differ from the run's config, this trainer's run-length keys aside."""
+    from .trainer import _config_differences
+    return _config_differences(saved, config, resumable=RESUMABLE_KEYS)
 
 
 def _check_run(saved: dict, out: Path) -> None:

@@ -118,14 +118,15 @@ def _with_defaults(config: dict) -> dict:
     return out
 
 
-def _config_differences(saved: dict, given: dict) -> list[str]:
-    """Dotted keys whose values differ between a run's config and another one (run-length keys aside)."""
+def _config_differences(saved: dict, given: dict, resumable=RESUMABLE_KEYS) -> list[str]:
+    """Dotted keys whose values differ between a run's config and another one (``resumable``, the
+    run-length keys, aside); shared by the classifier and autoencoder trainers with their own keys."""
     a = _flat({k: v for k, v in saved.items() if k not in ("normalization", "preset")})
     b = _flat({k: v for k, v in given.items() if k not in ("normalization", "preset")})
     missing = object()
     diffs = []
     for key in sorted(set(a) | set(b)):
-        if key in RESUMABLE_KEYS:
+        if key in resumable:
             continue
         va, vb = a.get(key, missing), b.get(key, missing)
         if va != vb:
