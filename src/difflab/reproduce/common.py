@@ -9,8 +9,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DifflabError
-
 
 @dataclass
 class Context:
@@ -87,8 +85,3 @@ def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
 def figure_path(ctx: Context, suffix: str = "") -> Path:
     ctx.out.mkdir(parents=True, exist_ok=True)
     return ctx.out / f"{ctx.name}{suffix}.png"
-
-
-def need(condition: bool, message: str) -> None:
-    if not condition:
-        raise DifflabError(message)
