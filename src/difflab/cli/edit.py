@@ -54,7 +54,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--strength", type=float, required=True, help="t0 in (0, 1]: the fraction of the schedule to noise to")
 
     p = sub.add_parser("upscale", help="super-resolve low-resolution images (SR3 model, or ILVR with any model)")
-    _common(p, "ddim")
+    _common(p, "ddpm")
     p.add_argument("--image", required=True, help="low-resolution image(s): .png or .npz")
     p.add_argument("--method", default="sr3", choices=["sr3", "ilvr"],
                    help="sr3: a model trained with data.low_res_factor (preset mnist-sr); ilvr: zero-shot low-pass "

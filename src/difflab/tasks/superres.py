@@ -63,10 +63,12 @@ def factor_of(run) -> int:
     return int(factor)
 
 
-def sr3(run, lowres: Tensor, sampler: str = "ddim", steps: int = 50, generator=None, start: float = 1.0,
+def sr3(run, lowres: Tensor, sampler: str = "ddpm", steps: int = 50, generator=None, start: float = 1.0,
         **options) -> Tensor:
     """Super-resolve ``lowres`` (B, C, h, w) in data coordinates with an SR3 run: sample y_0 ~ p(y | x_lr) with the
-    conditioned denoiser (Saharia et al. 2021, Algorithm 2, with any registered sampler) from pure noise
+    conditioned denoiser (Saharia et al. 2021, Algorithm 2: ancestral sampling, the default ``ddpm``; any registered
+    sampler may be named, but the deterministic ``ddim`` started from pure noise keeps the errors of its first,
+    highest-noise steps and leaves grey noisy backgrounds on MNIST, see ``docs/results/editing_mnist.md``) from pure noise
     (``start`` = 1), or, for ``start`` = t_0 < 1, from the upsampled input noised to t_0 by q(y_t0 | up(x_lr))
     with t_0's share of ``steps`` ("come closer, diffuse faster": Chung, Sim & Ye 2022, Sec. 3, Eq. 6, the
     SDEdit start of :func:`difflab.tasks.sdedit.perturb`). Returns the (B, C, f·h, f·w) images in data coordinates."""
