@@ -168,6 +168,27 @@ class _ExactMixtureClassifier(torch.nn.Module):
         return (torch.log(self.mixture.weights) - 0.5 * self.mixture.dim * torch.log(var) - 0.5 * sq / var).to(x.dtype)
 
 
+def test_ancestral_guidance_is_refused_where_it_would_be_ignored():
+    """Algorithm 1 guidance lives in the ddpm step; any other sampler, or a wrapper hiding it, would drop it."""
+    from difflab.tasks.measurement import Replacement
+
+    mixture = GaussianMixture([[-2.0, 0.0], [2.0, 0.0]], 0.3)
+    schedule = schedules.get("linear", 100)
+    clf = _ExactMixtureClassifier(mixture, schedule)
+    guide = conditional_denoiser(mixture.denoiser(schedule), 4, [1], "classifier", 1.0, classifier=clf, ancestral=True)
+    x_T = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for sampler in ("ddim", "dpmpp_2m", "euler"):
+        with pytest.raises(DifflabError, match=r"ancestral form \(Algorithm 1\) would be ignored by the"):
+            sample(guide, (4, 2), sampler=sampler, steps=10, x_T=x_T)
+    hidden = Replacement(guide, lambda x: x * 0, torch.zeros(4, 2))
+    with pytest.raises(DifflabError, match="inside another denoiser"):
+        sample(hidden, (4, 2), sampler="ddpm", steps=10, x_T=x_T)
+    assert sample(guide, (4, 2), sampler="ddpm", steps=10, x_T=x_T).shape == (4, 2)  # the sampler that applies it
+    # the ε̂ form (Algorithm 2) runs anywhere
+    eps_form = conditional_denoiser(mixture.denoiser(schedule), 4, [1], "classifier", 1.0, classifier=clf)
+    assert sample(eps_form, (4, 2), sampler="dpmpp_2m", steps=10, x_T=x_T).shape == (4, 2)
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_exact_classifier_guidance_samples_the_requested_component(sampler):
     mixture = GaussianMixture([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]], 0.3)

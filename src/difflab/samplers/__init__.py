@@ -28,17 +28,19 @@ _NOT_SAMPLERS = {"discretizations"}
 _loaded = False
 
 
-def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1):
+def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1,
+             mean_shift: bool = False):
     """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
     its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
-    steps it accepts."""
+    steps it accepts; ``mean_shift``: whether its steps add a denoiser's ``mean_shift`` (classifier guidance
+    in the form of Dhariwal & Nichol 2021, Algorithm 1) to their mean."""
     def wrap(fn):
         _REGISTRY[name] = fn
         import sys
 
         module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
-                       "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
+                       "mean_shift": mean_shift, "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
 
@@ -81,6 +83,25 @@ def options(name: str) -> dict[str, object]:
     return {k: p.default for k, p in params.items() if k not in _BASE_ARGS}
 
 
+def check_denoiser(name: str, denoiser) -> None:
+    """Refuse a denoiser whose guidance the sampler ``name`` would silently drop: classifier guidance in the form
+    of Dhariwal & Nichol 2021, Algorithm 1 (:class:`~difflab.guidance.AncestralClassifierGuidance`) leaves the
+    predictions alone and shifts the mean of each ancestral step, which only a sampler registered with
+    ``mean_shift`` does, and only when the guided denoiser is the one it is given (not wrapped in another)."""
+    get(name)
+    inner = denoiser
+    while inner is not None:
+        if callable(getattr(inner, "mean_shift", None)):
+            if inner is denoiser and _INFO[name]["mean_shift"]:
+                return
+            where = "inside another denoiser, which hides it" if inner is not denoiser else f"by the {name!r} sampler"
+            ok = ", ".join(n for n in names() if _INFO[n]["mean_shift"])
+            raise DifflabError(f"classifier guidance in its ancestral form (Algorithm 1) would be ignored {where}; "
+                               f"sample it directly with {ok}, or use ClassifierGuidance (the ε̂ form, Algorithm 2), "
+                               "which every sampler applies.")
+        inner = getattr(inner, "base", None) or getattr(inner, "denoiser", None)
+
+
 def step_pairs(timesteps: Sequence, progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, object, object]]:
     """Yield (i, t, s): step i goes from time t to s, the next visited one (0, the data, after the last).
     Integer timesteps stay ints; fractional ones are floats."""
@@ -111,6 +132,7 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
     in t leave one huge log-SNR jump at the end that the high-order solvers do not survive.
     """
     fn = get(sampler)
+    check_denoiser(sampler, denoiser)
     allowed = options(sampler)
     for key in sampler_options:
         if key not in allowed:
@@ -130,4 +152,4 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
 
 
-__all__ = ["register", "names", "get", "info", "options", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]
+__all__ = ["register", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DifflabError
+from ..samplers import check_denoiser
 from ..samplers import get as get_sampler
 
 Tensor = torch.Tensor
@@ -45,6 +46,7 @@ def sample_from(denoiser, x_t: Tensor, timesteps, sampler: str = "ddim", generat
                 **options) -> Tensor:
     """Run ``sampler`` from x_t at ``timesteps[0]`` over ``timesteps`` down to t = 0 (model coordinates)."""
     fn = get_sampler(sampler)
+    check_denoiser(sampler, denoiser)
     with torch.no_grad():
         return fn(denoiser, x_t, timesteps, generator=generator, callback=callback, **options)
 
