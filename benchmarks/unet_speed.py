@@ -485,7 +485,7 @@ def main() -> None:
         "in difflab's upsampling, which computes nearest×2 + conv3×3 as four 2×2 convolutions of the "
         "low-resolution map (the same function and parameters, 16 instead of 36 multiply-adds per input "
         "pixel; see `Upsample` in `src/difflab/models/unet.py`).",
-        f"* Training-step ratio (diffusers / difflab, plain float32): "
+        "* Training-step ratio (diffusers / difflab, plain float32): "
         + ", ".join(f"{p} {r:.2f}" for p, r in train.items())
         + f"; the target is ≥ {target}: " + ("met" if all(r >= target for r in train.values()) else "not met")
         + ". Convolutions take "

@@ -71,6 +71,13 @@ def test_sample_from_missing_or_truncated_checkpoint(toy_run, tmp_path, capsys):
     ("preset: 8gaussians\ndiffusion: {schedule: wobbly}\n", "unknown schedule 'wobbly'"),
     ("preset: 8gaussians\nsample: {steps: 5000}\n", "steps must be an integer from 1 to T"),
     ("preset: 8gaussians\ntrain: {batch_size: 0}\n", "train.batch_size must be a positive integer"),
+    ("preset: 8gaussians\ntrain: {lr: true}\n", "train.lr must be a positive number, got True"),
+    ("preset: 8gaussians\ntrain: {lr: .inf}\n", "train.lr must be a positive number, got inf"),
+    ("preset: 8gaussians\ntrain: {ema_decay: 1.0}\n", "train.ema_decay must be a number in [0, 1), got 1.0"),
+    ("preset: 8gaussians\ntrain: {weight_decay: -0.1}\n", "train.weight_decay must be a number >= 0, got -0.1"),
+    ("preset: 8gaussians\ntrain: {grad_clip: -1}\n", "train.grad_clip must be a number >= 0 (0 turns clipping off)"),
+    ("preset: 8gaussians\ntrain: {warmup: 1.5}\n", "train.warmup must be an integer >= 0, got 1.5"),
+    ("preset: 8gaussians\nseed: -1\n", "seed must be an integer >= 0, got -1"),
     ("preset: 8gaussians\ndata: {name: nowhere-data}\n", "nowhere-data"),
     ("preset: [unclosed\n", "could not be parsed"),
 ])

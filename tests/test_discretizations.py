@@ -1,6 +1,5 @@
 """Step discretizations: each is checked against the property that defines it."""
 
-import math
 
 import numpy as np
 import pytest

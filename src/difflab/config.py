@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 from .errors import DifflabError
@@ -107,23 +108,52 @@ PRESETS["mnist-sr"] = _merge(_mnist_like("mnist"), {
 })
 
 
-def validate(config: dict) -> dict:
-    """Fill defaults and check every key; return the complete config."""
+def fill_sections(config: dict, sections: dict[str, dict], extra: set[str], what: str = "config") -> dict:
+    """Check a config's top-level keys (the ``sections`` and the ``extra`` keys) and each section's keys, and
+    merge every section given over its defaults; ``what`` names the kind of config in the errors."""
     if not isinstance(config, dict):
-        raise DifflabError("a config must be a mapping of sections (data, model, diffusion, train, sample).")
-    known = set(SECTIONS) | {"model", "seed", "preset", "normalization", "latent"}
+        raise DifflabError(f"a {what} must be a mapping of sections ({', '.join(sections)}).")
+    known = set(sections) | set(extra)
     for key in config:
         if key not in known:
-            raise DifflabError(f"unknown config key {key!r}; expected one of {', '.join(sorted(known))}.")
+            raise DifflabError(f"unknown {what} key {key!r}; expected one of {', '.join(sorted(known))}.")
     out = {}
-    for section, defaults in SECTIONS.items():
+    for section, defaults in sections.items():
         given = config.get(section, {}) or {}
         if not isinstance(given, dict):
             raise DifflabError(f"config section {section!r} must be a mapping, got {type(given).__name__}.")
         for key in given:
             if key not in defaults:
-                raise DifflabError(f"unknown config key '{section}.{key}'; expected one of {', '.join(defaults)}.")
+                raise DifflabError(f"unknown {what} key '{section}.{key}'; expected one of {', '.join(defaults)}.")
         out[section] = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    return out
+
+
+def check_integer(value, name: str, minimum: int = 1) -> None:
+    """Refuse anything but an integer >= ``minimum`` (booleans included), naming the key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise DifflabError(f"{name} must be {want}, got {value!r}.")
+
+
+def check_number(value, name: str, low: float = 0.0, high: float | None = None, positive: bool = False,
+                 why: str = "") -> None:
+    """Refuse anything but a finite number >= ``low`` (> ``low`` when ``positive``) and < ``high``, naming the key."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+        and (value > low if positive else value >= low) and (high is None or value < high)
+    if not ok:
+        if high is not None:
+            want = f"a number in {'(' if positive else '['}{low:g}, {high:g})"
+        elif positive:
+            want = "a positive number" if low == 0 else f"a number > {low:g}"
+        else:
+            want = f"a number >= {low:g}"
+        raise DifflabError(f"{name} must be {want}{f' ({why})' if why else ''}, got {value!r}.")
+
+
+def validate(config: dict) -> dict:
+    """Fill defaults and check every key; return the complete config."""
+    out = fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization", "latent"})
     if "model" not in config or not isinstance(config["model"], dict):
         raise DifflabError("the config needs a 'model' section with a 'type' (mlp or unet).")
     from .models import build_model, complete_config
@@ -207,22 +237,15 @@ def _check_low_res(cfg: dict) -> None:
 def _check_numbers(cfg: dict) -> None:
     tr = cfg["train"]
     for key in ("steps", "batch_size", "log_every", "keep", "num_samples"):
-        if not isinstance(tr[key], int) or isinstance(tr[key], bool) or tr[key] < 1:
-            raise DifflabError(f"train.{key} must be a positive integer, got {tr[key]!r}.")
+        check_integer(tr[key], f"train.{key}")
     for key in ("warmup", "sample_every", "save_every"):
-        if not isinstance(tr[key], int) or isinstance(tr[key], bool) or tr[key] < 0:
-            raise DifflabError(f"train.{key} must be an integer >= 0, got {tr[key]!r}.")
-    if not (isinstance(tr["lr"], (int, float)) and tr["lr"] > 0):
-        raise DifflabError(f"train.lr must be a positive number, got {tr['lr']!r}.")
-    if isinstance(tr["label_dropout"], bool) or not isinstance(tr["label_dropout"], (int, float)) \
-            or not 0 <= tr["label_dropout"] < 1:
-        raise DifflabError(f"train.label_dropout must be in [0, 1), got {tr['label_dropout']!r}.")
-    if not (isinstance(tr["ema_decay"], (int, float)) and 0 <= tr["ema_decay"] < 1):
-        raise DifflabError(f"train.ema_decay must be in [0, 1), got {tr['ema_decay']!r}.")
-    if not (isinstance(tr["grad_clip"], (int, float)) and tr["grad_clip"] >= 0):
-        raise DifflabError(f"train.grad_clip must be a number >= 0 (0 turns clipping off), got {tr['grad_clip']!r}.")
-    if not (isinstance(seed := cfg["seed"], int) and not isinstance(seed, bool) and seed >= 0):
-        raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
+        check_integer(tr[key], f"train.{key}", 0)
+    check_number(tr["lr"], "train.lr", positive=True)
+    check_number(tr["label_dropout"], "train.label_dropout", high=1)
+    check_number(tr["ema_decay"], "train.ema_decay", high=1)
+    check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
+    check_number(tr["weight_decay"], "train.weight_decay")
+    check_integer(cfg["seed"], "seed", 0)
     from . import process, schedules
     from .samplers import get as get_sampler
     from .samplers.discretizations import check_steps

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DifflabError
 from ..random import GeneratorLike, randn
-from .discretizations import check_steps, discretize, spaced_timesteps
+from .discretizations import discretize, spaced_timesteps
 
 _REGISTRY: dict[str, Callable] = {}
 _INFO: dict[str, dict] = {}

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import DifflabError
 from ..random import randn
-from ._common import STEPPABLE, sample_between, sample_from
+from ._common import STEPPABLE, sample_between
 from .measurement import Replacement, fresh_noise_for
 
 Tensor = torch.Tensor

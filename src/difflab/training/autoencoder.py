@@ -19,7 +19,6 @@ generators), so ``--resume`` continues exactly; and, at the end, ``eval.json`` a
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import regularizers
+from ..config import check_integer, check_number, fill_sections
 from ..errors import DifflabError
 from ..io import write_json
 from . import checkpoint
@@ -54,21 +54,8 @@ def validate(config: dict) -> dict:
     """Fill the defaults of an autoencoder config and check every key; return the complete config."""
     from ..models.autoencoder import complete_autoencoder_config, latent_shape
 
-    if not isinstance(config, dict):
-        raise DifflabError("an autoencoder config must be a mapping of sections (data, model, loss, train).")
-    known = set(SECTIONS) | {"model", "seed", "preset", "normalization", "kind", "latent_shape"}
-    for key in config:
-        if key not in known:
-            raise DifflabError(f"unknown autoencoder config key {key!r}; expected one of {', '.join(sorted(known))}.")
-    out: dict = {"kind": KIND}
-    for section, defaults in SECTIONS.items():
-        given = config.get(section, {}) or {}
-        if not isinstance(given, dict):
-            raise DifflabError(f"config section {section!r} must be a mapping, got {type(given).__name__}.")
-        for key in given:
-            if key not in defaults:
-                raise DifflabError(f"unknown autoencoder config key '{section}.{key}'; expected one of {', '.join(defaults)}.")
-        out[section] = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    out = {"kind": KIND, **fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization", "kind",
+                                                             "latent_shape"}, "autoencoder config")}
     out["model"] = complete_autoencoder_config(config.get("model", {}) or {})
     out["latent_shape"] = list(latent_shape(out["model"]))
     out["seed"] = config.get("seed", 0)
@@ -78,22 +65,15 @@ def validate(config: dict) -> dict:
     if loss["reconstruction"] not in ("l1", "l2"):
         raise DifflabError(f"loss.reconstruction must be 'l1' or 'l2', got {loss['reconstruction']!r}.")
     for key in ("kl_weight", "commitment_weight", "disc_weight"):
-        v = loss[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-            raise DifflabError(f"loss.{key} must be a number >= 0, got {v!r}.")
+        check_number(loss[key], f"loss.{key}")
     for key in ("steps", "batch_size", "log_every", "keep", "eval_num"):
-        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1:
-            raise DifflabError(f"train.{key} must be a positive integer, got {tr[key]!r}.")
-    for key, where in (("warmup", tr), ("save_every", tr), ("disc_start", loss)):
-        if isinstance(where[key], bool) or not isinstance(where[key], int) or where[key] < 0:
-            raise DifflabError(f"{'loss' if where is loss else 'train'}.{key} must be an integer >= 0, got {where[key]!r}.")
-    if isinstance(tr["lr"], bool) or not isinstance(tr["lr"], (int, float)) or tr["lr"] <= 0:
-        raise DifflabError(f"train.lr must be a positive number, got {tr['lr']!r}.")
-    if not 0 <= tr["ema_decay"] < 1:
-        raise DifflabError(f"train.ema_decay must be in [0, 1), got {tr['ema_decay']!r}.")
-    seed = out["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
+        check_integer(tr[key], f"train.{key}")
+    check_integer(tr["warmup"], "train.warmup", 0)
+    check_integer(tr["save_every"], "train.save_every", 0)
+    check_integer(loss["disc_start"], "loss.disc_start", 0)
+    check_number(tr["lr"], "train.lr", positive=True)
+    check_number(tr["ema_decay"], "train.ema_decay", high=1)
+    check_integer(out["seed"], "seed", 0)
     return out
 
 

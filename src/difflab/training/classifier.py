@@ -21,7 +21,6 @@ One process; no torchrun.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import process
+from ..config import check_integer, check_number, fill_sections
 from ..errors import DifflabError
 from ..io import write_json, write_text
 from . import checkpoint
@@ -79,21 +79,7 @@ def validate(config: dict) -> dict:
     from .. import schedules
     from ..models.classifier import build_classifier, complete_classifier_config
 
-    if not isinstance(config, dict):
-        raise DifflabError("a classifier config must be a mapping of sections (data, model, diffusion, train).")
-    known = set(SECTIONS) | {"model", "seed", "preset", "normalization"}
-    for key in config:
-        if key not in known:
-            raise DifflabError(f"unknown classifier config key {key!r}; expected one of {', '.join(sorted(known))}.")
-    out = {}
-    for section, defaults in SECTIONS.items():
-        given = config.get(section, {}) or {}
-        if not isinstance(given, dict):
-            raise DifflabError(f"config section {section!r} must be a mapping, got {type(given).__name__}.")
-        for key in given:
-            if key not in defaults:
-                raise DifflabError(f"unknown classifier config key '{section}.{key}'; expected one of {', '.join(defaults)}.")
-        out[section] = {**copy.deepcopy(defaults), **copy.deepcopy(given)}
+    out = fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization"}, "classifier config")
     out["model"] = complete_classifier_config(config.get("model", {}) or {})
     if out["model"]["num_classes"] is not None:
         build_classifier(out["model"])  # raises on a bad value
@@ -104,20 +90,14 @@ def validate(config: dict) -> dict:
         raise DifflabError("the classifier config needs 'data.name' (a labelled image dataset such as digits or mnist).")
     tr = out["train"]
     for key in ("steps", "batch_size", "log_every", "keep", "eval_num"):
-        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 1:
-            raise DifflabError(f"train.{key} must be a positive integer, got {tr[key]!r}.")
+        check_integer(tr[key], f"train.{key}")
     for key in ("warmup", "save_every"):
-        if isinstance(tr[key], bool) or not isinstance(tr[key], int) or tr[key] < 0:
-            raise DifflabError(f"train.{key} must be an integer >= 0, got {tr[key]!r}.")
-    for key, lo, hi in (("lr", 0.0, None), ("weight_decay", None, None), ("grad_clip", None, None), ("ema_decay", None, 1.0)):
-        v = tr[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (lo is not None and v <= lo) \
-                or (hi is not None and v >= hi):
-            what = {"lr": "a positive number", "ema_decay": "a number in [0, 1)"}.get(key, "a number >= 0")
-            raise DifflabError(f"train.{key} must be {what}, got {v!r}.")
-    seed = out["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DifflabError(f"seed must be an integer >= 0, got {seed!r}.")
+        check_integer(tr[key], f"train.{key}", 0)
+    check_number(tr["lr"], "train.lr", positive=True)
+    check_number(tr["weight_decay"], "train.weight_decay")
+    check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
+    check_number(tr["ema_decay"], "train.ema_decay", high=1)
+    check_integer(out["seed"], "seed", 0)
     d = out["diffusion"]
     schedules.get(d["schedule"], d["T"], **d["schedule_params"])  # raises on a bad schedule
     return out
