@@ -289,23 +289,34 @@ def load_file(path: str | Path) -> dict:
     return data
 
 
-def resolve(spec: str | dict) -> dict:
-    """A preset name, a config file path, or a dict -> a complete, validated config."""
+def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str = "", hint: str = "") -> dict:
+    """A preset name of ``presets``, a YAML/TOML/JSON config file that may start from one (``preset: NAME``) and
+    override any key, or a dict -> the config ``validate`` completes and checks. ``kind`` names the kind of
+    preset in errors ("classifier", "autoencoder"); ``hint`` is added to the error for an unknown name. A model
+    section of another type replaces the preset's model instead of merging into it."""
+    what = f"{kind} preset".strip()
     if isinstance(spec, dict):
         data = spec
-    elif spec in PRESETS:
+    elif spec in presets:
         data = {"preset": spec}
     elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
         data = load_file(spec)
     else:
-        raise DifflabError(f"unknown preset {spec!r}; expected one of {', '.join(PRESETS)}, or a .yaml/.toml config file.")
+        raise DifflabError(f"unknown {what} {spec!r}{hint}; expected one of {', '.join(presets)}, "
+                           "or a .yaml/.toml config file.")
     preset = data.get("preset")
     if preset is not None:
-        if preset not in PRESETS:
-            raise DifflabError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
-        base = PRESETS[preset]
+        if preset not in presets:
+            raise DifflabError(f"unknown {what} {preset!r}; expected one of {', '.join(presets)}.")
+        base = presets[preset]
         override = {k: v for k, v in data.items() if k != "preset"}
-        if "model" in override and override["model"].get("type", base["model"]["type"]) != base["model"]["type"]:
+        base_type = (base.get("model") or {}).get("type")
+        if isinstance(override.get("model"), dict) and override["model"].get("type", base_type) != base_type:
             base = {k: v for k, v in base.items() if k != "model"}
         data = _merge(base, override)
     return validate(data)
+
+
+def resolve(spec: str | dict) -> dict:
+    """A preset name, a config file path, or a dict -> a complete, validated config."""
+    return resolve_spec(spec, PRESETS, validate)

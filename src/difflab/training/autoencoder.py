@@ -80,23 +80,9 @@ def validate(config: dict) -> dict:
 def resolve(spec: str | dict) -> dict:
     """An autoencoder preset (``mnist-pairs-kl``, ``mnist-pairs-vq``), a config file, or a dict -> a
     complete config. A file may start from a preset (``preset: mnist-pairs-kl``)."""
-    from ..config import _merge, load_file
+    from ..config import resolve_spec
 
-    if isinstance(spec, dict):
-        data = spec
-    elif spec in PRESETS:
-        data = {"preset": spec}
-    elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
-        data = load_file(spec)
-    else:
-        raise DifflabError(f"unknown autoencoder preset {spec!r}; expected one of {', '.join(PRESETS)}, "
-                           "or a .yaml/.toml config file.")
-    preset = data.get("preset")
-    if preset is not None:
-        if preset not in PRESETS:
-            raise DifflabError(f"unknown autoencoder preset {preset!r}; expected one of {', '.join(PRESETS)}.")
-        data = _merge(PRESETS[preset], {k: v for k, v in data.items() if k != "preset"})
-    return validate(data)
+    return resolve_spec(spec, PRESETS, validate, "autoencoder")
 
 
 def _differences(saved: dict, config: dict) -> list[str]:

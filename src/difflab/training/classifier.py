@@ -106,25 +106,11 @@ def validate(config: dict) -> dict:
 def resolve(spec: str | dict) -> dict:
     """A classifier preset name, a config file path, or a dict -> a complete, validated config."""
     from ..config import PRESETS as DIFFUSION_PRESETS
-    from ..config import _merge, load_file
+    from ..config import resolve_spec
 
-    if isinstance(spec, dict):
-        data = spec
-    elif spec in PRESETS:
-        data = {"preset": spec}
-    elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
-        data = load_file(spec)
-    else:
-        hint = f" ({spec!r} is a diffusion preset; its classifier is {spec}-classifier)" \
-            if spec in DIFFUSION_PRESETS and f"{spec}-classifier" in PRESETS else ""
-        raise DifflabError(f"unknown classifier preset {spec!r}{hint}; expected one of {', '.join(PRESETS)}, "
-                           "or a .yaml/.toml config file.")
-    preset = data.get("preset")
-    if preset is not None:
-        if preset not in PRESETS:
-            raise DifflabError(f"unknown classifier preset {preset!r}; expected one of {', '.join(PRESETS)}.")
-        data = _merge(PRESETS[preset], {k: v for k, v in data.items() if k != "preset"})
-    return validate(data)
+    hint = f" ({spec!r} is a diffusion preset; its classifier is {spec}-classifier)" \
+        if isinstance(spec, str) and spec in DIFFUSION_PRESETS and f"{spec}-classifier" in PRESETS else ""
+    return resolve_spec(spec, PRESETS, validate, "classifier", hint)
 
 
 def _split(config: dict, seed: int):
