@@ -166,6 +166,14 @@ def test_save_gif_rgb_and_rejects_mismatched_frames(tmp_path):
     with pytest.raises(DifflabError, match="one shape"):
         plotting.save_gif([np.zeros((4, 4), np.uint8), np.zeros((5, 4), np.uint8)], tmp_path / "bad.gif")
     assert not (tmp_path / "bad.gif").exists()
+    # levels: every value rounded to that many evenly spaced grey levels
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    plotting.save_gif([ramp, 255 - ramp], tmp_path / "q.gif", scale=1, levels=5)
+    with Image.open(tmp_path / "q.gif") as im:
+        values = np.unique(np.asarray(im.convert("L")))
+    np.testing.assert_array_equal(values, np.round(np.arange(5) * 255 / 4).astype(np.uint8))
+    with pytest.raises(DifflabError, match="levels"):
+        plotting.save_gif([ramp], tmp_path / "bad.gif", levels=1)
 
 
 def _toy(n=300, seed=0):

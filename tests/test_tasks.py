@@ -332,8 +332,13 @@ def test_trajectory_pictures(oracle, tmp_path):
     trajectory.save_animation(traj, tmp_path / "t.gif", to_data)
     from PIL import Image
     with Image.open(tmp_path / "t.gif") as im:
-        assert im.n_frames >= 6
+        assert im.n_frames == len(traj.times) + 1  # every step, then the held final samples (merged into one)
+    trajectory.save_animation(traj, tmp_path / "few.gif", to_data, max_frames=3)
+    with Image.open(tmp_path / "few.gif") as im:
+        assert im.n_frames == 3 + 1  # the first, middle and last steps
     assert (tmp_path / "t.png").stat().st_size > 0
+    with pytest.raises(DifflabError, match="max_frames"):
+        trajectory.save_animation(traj, tmp_path / "bad.gif", to_data, max_frames=1)
 
 
 # ---------------------------------------------------------------------------------------------- inputs and the CLI

@@ -216,13 +216,16 @@ def save_image_grid(images, path, nrow: int | None = None, scale: int | None = N
     return path
 
 
-def save_gif(frames: list, path, duration_ms: int = 80, scale: int | None = None) -> Path:
+def save_gif(frames: list, path, duration_ms: int = 80, scale: int | None = None, levels: int = 256) -> Path:
     """Save ``frames`` (uint8 grids from :func:`image_grid`, all one shape) as a looping GIF.
 
     Float frames are taken as [0, 1] and converted. ``scale`` upscales as in
-    :func:`save_image_grid` (default: at least 512 px wide). Pillow merges consecutive identical
-    frames into one longer frame.
+    :func:`save_image_grid` (default: at least 512 px wide). ``levels`` < 256 rounds every value to that
+    many evenly spaced grey levels (per channel): noisy frames, which LZW cannot compress, shrink about
+    2x at 16 levels. Pillow merges consecutive identical frames into one longer frame.
     """
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 2 <= levels <= 256:
+        raise DifflabError(f"levels must be an integer from 2 to 256, got {levels!r}.")
     from PIL import Image
 
     if len(frames) == 0:
@@ -240,6 +243,9 @@ def save_gif(frames: list, path, duration_ms: int = 80, scale: int | None = None
             raise DifflabError(
                 f"frames must all have one shape; frames[0] is {arrays[0].shape}, frames[{i}] is {a.shape}."
             )
+        if levels < 256:
+            step = 255 / (levels - 1)
+            a = np.round(np.round(a / step) * step).astype(np.uint8)
         arrays.append(a)
     s = _default_scale(arrays[0].shape[1]) if scale is None else scale
     imgs = [Image.fromarray(_upscale(a, s)) for a in arrays]

@@ -100,15 +100,23 @@ def save_grid(traj: Trajectory, path, to_data, count: int = 10) -> None:
     save_image_grid(to_data(torch.stack(rows)), path, nrow=len(cols) + 1)
 
 
-def save_animation(traj: Trajectory, path, to_data, duration_ms: int = 80) -> None:
-    """An animated GIF: frame i shows x_t (top row) and x̂_0 (bottom row) of every sample at step i, then the
-    final samples held."""
+def save_animation(traj: Trajectory, path, to_data, duration_ms: int = 80, max_frames: int = 25,
+                   levels: int = 16) -> None:
+    """An animated GIF: a frame shows x_t (top row) and x̂_0 (bottom row) of every sample at a step, then the
+    final samples held. At most ``max_frames`` steps are shown (evenly spaced, the first and last always), each
+    for ``duration_ms`` × (steps per frame), in ``levels`` grey levels (:func:`~difflab.plotting.save_gif`):
+    the early frames are mostly noise, which no GIF compresses, so this keeps a 50-step animation near 0.5 MB."""
     from ..plotting import image_grid, save_gif
 
-    n = traj.x_t.shape[1]
-    frames = [image_grid(to_data(torch.cat([traj.x_t[i], traj.x0[i]])), nrow=n) for i in range(len(traj.times))]
+    if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 2:
+        raise DifflabError(f"max_frames must be an integer >= 2, got {max_frames!r}.")
+    n, count = traj.x_t.shape[1], len(traj.times)
+    shown = sorted({round(k * (count - 1) / (min(max_frames, count) - 1)) for k in range(min(max_frames, count))}) \
+        if count > 1 else [0]
+    frames = [image_grid(to_data(torch.cat([traj.x_t[i], traj.x0[i]])), nrow=n) for i in shown]
     frames += [image_grid(to_data(torch.cat([traj.x_t[-1], traj.x_t[-1]])), nrow=n)] * 10
-    save_gif(frames, path, duration_ms=duration_ms)
+    per_frame = max(1, round(count / len(shown)))
+    save_gif(frames, path, duration_ms=duration_ms * per_frame, levels=levels)
 
 
 def start_noise(denoiser, shape, generator=None, device=None) -> Tensor:
