@@ -23,7 +23,8 @@ from difflab.random import randn
 from difflab.run import Normalization
 from difflab.samplers import discretize, spaced_timesteps
 from difflab.training import checkpoint
-from difflab.training.trainer import _DataOrder, train
+from difflab.training.loop import DataOrder
+from difflab.training.trainer import train
 from difflab.variational_bound import (clipped_log_posterior_variance, full_bound, hybrid_losses, model_predictor,
                                        respaced_log_variances)
 
@@ -151,7 +152,7 @@ def test_hybrid_step_loss_equals_hybrid_losses_recomputed_by_hand(hybrid_run):
     data_gen, noise_gen = torch.Generator(), torch.Generator()
     data_gen.set_state(extra["rng.data"])
     noise_gen.set_state(extra["rng.noise"])
-    order = _DataOrder(data.shape[0], 16, torch.Generator())
+    order = DataOrder(data.shape[0], 16, torch.Generator())
     order.perm, order.pos, order.generator = extra["data.perm"].long(), state["data_pos"], data_gen
     x0 = data[order.next()]
     t = torch.randint(1, T + 1, (16,), generator=noise_gen)

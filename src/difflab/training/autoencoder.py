@@ -106,8 +106,9 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .trainer import (_DataOrder, _flatten_optimizer, _prepare_config, _remove_stale_temp_files, _truncate_log,
-                          _unflatten_optimizer)
+    from .loop import (DataOrder, TrainingState, clipped_step, flatten_optimizer, open_log, remove_stale_temp_files,
+                       set_lr, unflatten_optimizer, warmup_lr)
+    from .trainer import _prepare_config
 
     out = Path(out)
     config = _prepare_config(out, None if config is None else validate(config), resume, seed,
@@ -145,26 +146,17 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     disc_opt = torch.optim.AdamW(disc.parameters(), lr=tr["lr"], betas=(0.5, 0.9)) if use_disc else None
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = _DataOrder(data.shape[0], tr["batch_size"], data_gen)
+    order = DataOrder(data.shape[0], tr["batch_size"], data_gen)
+    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
     start, window = 0, [0.0, 0.0, 0.0, 0]  # loss, reconstruction and regulariser sums, steps not yet logged
 
     if resume and checkpoint.list_checkpoints(out):
         ckpt = checkpoint.latest_valid(out)
-        state = json.loads((ckpt / "state.json").read_text())
-        model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
-        ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
-        ema.updates = state["ema_updates"]
-        extra = checkpoint.load_tensors(ckpt, "trainer")
-        opt.load_state_dict(_unflatten_optimizer(extra, state["param_groups"]))
+        start, state, extra = training.restore(ckpt)
         if use_disc:
             disc.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("disc.")})
-            disc_opt.load_state_dict(_unflatten_optimizer({k[5:]: v for k, v in extra.items() if k.startswith("dopt.")},
-                                                          state["disc_param_groups"]))
-        data_gen.set_state(extra["rng.data"])
-        noise_gen.set_state(extra["rng.noise"])
-        order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
+            disc_opt.load_state_dict(unflatten_optimizer(extra, state["disc_param_groups"], prefix="dopt."))
         window = list(state["log_window"])
-        start = state["step"]
         log(f"resuming {out} from step {start} ({ckpt.name})")
     if start >= tr["steps"]:
         log(f"{out} has already been trained for {start} steps (target {tr['steps']}); nothing to do.")
@@ -173,25 +165,16 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
         return out
 
     def save(step: int) -> None:
-        opt_tensors, groups = _flatten_optimizer(opt)
-        extra = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(), "data.perm": order.perm}
-        state = {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates, "log_window": window}
+        tensors, state = {}, {}
         if use_disc:
-            dopt_tensors, dgroups = _flatten_optimizer(disc_opt)
-            extra.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
-            extra.update({f"dopt.{k}": v for k, v in dopt_tensors.items()})
-            state["disc_param_groups"] = dgroups
-        checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": extra},
-                        state, keep=tr["keep"])
+            dopt_tensors, state["disc_param_groups"] = flatten_optimizer(disc_opt, prefix="dopt.")
+            tensors = {**{f"disc.{k}": v for k, v in disc.state_dict().items()}, **dopt_tensors}
+        training.save(out, step, window, tr["keep"], tensors=tensors, state=state)
 
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(out)
+    remove_stale_temp_files(out)
     write_json(out / "config.json", config)
     csv_path = out / "log.csv"
-    if start:
-        _truncate_log(csv_path, start, LOG_HEADER)
-    else:
-        csv_path.write_text(LOG_HEADER + "\n")
     bar = None
     if progress:
         from ..progress import progress_bar
@@ -200,12 +183,10 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     t0, step, stopped = time.perf_counter(), start, False
     model.train()
     try:
-        with open(csv_path, "a") as csv:
+        with open_log(csv_path, start, LOG_HEADER) as csv:
             for step in range(start + 1, tr["steps"] + 1):
-                lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
-                for o in (opt, disc_opt) if use_disc else (opt,):
-                    for group in o.param_groups:
-                        group["lr"] = lr
+                lr = warmup_lr(tr["lr"], tr["warmup"], step)
+                set_lr(lr, *((opt, disc_opt) if use_disc else (opt,)))
                 x = data[order.next().to(dev)]
                 x_rec, reg = model(x, noise_gen)
                 rec = regularizers.reconstruction_loss(x, x_rec, loss_cfg["reconstruction"])
@@ -215,9 +196,7 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
                     loss = loss + loss_cfg["disc_weight"] * regularizers.hinge_generator_loss(disc(x_rec))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-                opt.step()
+                grad_norm = clipped_step(model, opt, tr["grad_clip"])
                 ema.update(model)
                 if adversarial:
                     d_loss = regularizers.hinge_discriminator_loss(disc(x), disc(x_rec.detach()))

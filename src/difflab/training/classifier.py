@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .. import process
 from ..config import check_integer, check_number, fill_sections
 from ..errors import DifflabError
-from ..io import write_json, write_text
+from ..io import write_json
 from . import checkpoint
 
 _DIGITS_LIKE = {"data": {"name": "digits"},
@@ -146,7 +146,8 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .trainer import _DataOrder, _dropout_seed, _flatten_optimizer, _remove_stale_temp_files, _unflatten_optimizer
+    from .loop import (DataOrder, TrainingState, clipped_step, dropout_seed, open_log, remove_stale_temp_files, set_lr,
+                       warmup_lr)
 
     out = Path(out)
     if config is not None:
@@ -191,22 +192,14 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = _DataOrder(data.shape[0], tr["batch_size"], data_gen)
+    order = DataOrder(data.shape[0], tr["batch_size"], data_gen)
+    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
     start, window = 0, [0.0, 0.0, 0]  # loss sum, accuracy sum, steps not yet logged
 
     if resume and checkpoint.list_checkpoints(out):
         ckpt = checkpoint.latest_valid(out)
-        state = json.loads((ckpt / "state.json").read_text())
-        model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
-        ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
-        ema.updates = state["ema_updates"]
-        extra = checkpoint.load_tensors(ckpt, "trainer")
-        opt.load_state_dict(_unflatten_optimizer(extra, state["param_groups"]))
-        data_gen.set_state(extra["rng.data"])
-        noise_gen.set_state(extra["rng.noise"])
-        order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
+        start, state, _ = training.restore(ckpt)
         window = list(state["log_window"])
-        start = state["step"]
         log(f"resuming {out} from step {start} ({ckpt.name})")
     elif resume:
         log(f"{out} holds no checkpoint yet; starting it from step 0")
@@ -216,19 +209,10 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
             _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, start, split, seed, log)
         return out
 
-    def save(step: int) -> None:
-        opt_tensors, groups = _flatten_optimizer(opt)
-        trainer_tensors = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(),
-                           "data.perm": order.perm}
-        checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": trainer_tensors},
-                        {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates, "log_window": window},
-                        keep=tr["keep"])
-
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(out)
+    remove_stale_temp_files(out)
     write_json(out / "config.json", config)
     csv_path = out / "log.csv"
-    _truncate_log(csv_path, start)
     bar = None
     if progress:
         from ..progress import progress_bar
@@ -236,12 +220,11 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     t0, step = time.perf_counter(), start
     model.train()
     try:
-        with open(csv_path, "a") as csv:
+        with open_log(csv_path, start, LOG_HEADER) as csv:
             for step in range(start + 1, tr["steps"] + 1):
-                lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                torch.manual_seed(_dropout_seed(seed, 0, step))
+                lr = warmup_lr(tr["lr"], tr["warmup"], step)
+                set_lr(lr, opt)
+                torch.manual_seed(dropout_seed(seed, 0, step))
                 idx = order.next().to(dev)
                 x0, y = data[idx], labels[idx]
                 t = uniform_timesteps(schedule, tr["batch_size"], noise_gen, dev)
@@ -250,9 +233,7 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
                 loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-                opt.step()
+                grad_norm = clipped_step(model, opt, tr["grad_clip"])
                 ema.update(model)
                 window = [window[0] + float(loss.detach()), window[1] + float((logits.argmax(1) == y).float().mean()), window[2] + 1]
                 if bar is not None:
@@ -265,7 +246,7 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{mean_acc:.3f}", refresh=False)
                 if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"]:
-                    save(step)
+                    training.save(out, step, window, tr["keep"])
     finally:
         if bar is not None:
             bar.close()
@@ -336,23 +317,6 @@ def _evaluate(model, schedule, x0, y, out: Path, step: int, split: str, seed: in
     log("held-out accuracy (EMA weights, " + split + "): " +
         ", ".join(f"t={r['t']:g}: {100 * r['accuracy']:.1f}%" for r in rows))
     return result
-
-
-def _truncate_log(csv_path: Path, step: int) -> None:
-    """Start ``log.csv`` or, on resume, drop the rows after ``step`` and any half-written one."""
-    kept = [LOG_HEADER]
-    if csv_path.exists():
-        width = LOG_HEADER.count(",") + 1
-        for line in csv_path.read_text().splitlines()[1:]:
-            fields = line.split(",")
-            try:
-                ok = len(fields) == width and int(fields[0]) <= step
-                [float(f) for f in fields[1:]]
-            except ValueError:
-                ok = False
-            if ok:
-                kept.append(line)
-    write_text(csv_path, "\n".join(kept) + "\n")
 
 
 @dataclass

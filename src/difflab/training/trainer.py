@@ -42,6 +42,7 @@ from ..errors import DifflabError
 from ..io import write_json
 from . import checkpoint, distributed
 from .ema import EMA
+from .loop import DataOrder, TrainingState, clipped_step, dropout_seed, open_log, remove_stale_temp_files, set_lr, warmup_lr
 
 # options of a run beyond the config file's keys, with their defaults (kept in config["train"])
 RUN_OPTIONS = {"precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False}
@@ -50,47 +51,6 @@ LOG_HEADER = "step,loss,lr,grad_norm,seconds"
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
-
-
-class _DataOrder:
-    """Shuffled minibatches, epoch after epoch, from its own generator; its state is saveable."""
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch_size, self.generator = n, batch_size, generator
-        self.perm = torch.randperm(n, generator=generator)
-        self.pos = 0
-
-    def next(self) -> torch.Tensor:
-        idx = []
-        need = self.batch_size
-        while need > 0:
-            if self.pos >= self.n:
-                self.perm = torch.randperm(self.n, generator=self.generator)
-                self.pos = 0
-            take = self.perm[self.pos:self.pos + need]
-            self.pos += take.numel()
-            need -= take.numel()
-            idx.append(take)
-        return torch.cat(idx)
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            tensors[f"opt.{pid}.{key}"] = torch.as_tensor(value)
-    return tensors, sd["param_groups"]
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list) -> dict:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if not name.startswith("opt."):
-            continue
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": groups}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -288,7 +248,8 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     batch_size = tr["batch_size"]
-    order = _DataOrder(data.shape[0], batch_size, data_gen)
+    order = DataOrder(data.shape[0], batch_size, data_gen)
+    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
     start, window = 0, [0.0, 0]  # window: sum and count of step losses not yet logged
     diff = config["diffusion"]
     objective, lam = diff.get("loss", "simple"), diff.get("vlb_weight", 0.001)
@@ -303,20 +264,10 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
             if not main:
                 warnings.simplefilter("ignore")
             ckpt = checkpoint.latest_valid(out)
-        state = json.loads((ckpt / "state.json").read_text())
-        model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
-        if main:
-            ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
-            ema.updates = state["ema_updates"]
-        extra = checkpoint.load_tensors(ckpt, "trainer")
-        opt.load_state_dict(_unflatten_optimizer(extra, state["param_groups"]))
-        data_gen.set_state(extra["rng.data"])
-        noise_gen.set_state(extra["rng.noise"])
-        order.perm, order.pos = extra["data.perm"].long(), state["data_pos"]
+        start, state, extra = training.restore(ckpt)
         window = list(state.get("log_window", [0.0, 0]))
         if t_sampler is not None:
             t_sampler.load_state_dict({k[len("sampler."):]: v for k, v in extra.items() if k.startswith("sampler.")})
-        start = state["step"]
         log(f"resuming {out} from step {start} ({ckpt.name})")
     elif resume:
         log(f"{out} holds no checkpoint yet; starting it from step 0")
@@ -346,10 +297,9 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
 
     def train_step(step: int) -> tuple[float, float, float]:
         """One optimizer step on the global batch; returns (this rank's loss sum, grad norm, lr)."""
-        lr = tr["lr"] * min(1.0, step / tr["warmup"]) if tr["warmup"] > 0 else tr["lr"]
-        for group in opt.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(_dropout_seed(seed, world.rank, step))
+        lr = warmup_lr(tr["lr"], tr["warmup"], step)
+        set_lr(lr, opt)
+        torch.manual_seed(dropout_seed(seed, world.rank, step))
         idx = order.next().to(data.device)
         x0 = data[idx]
         if t_sampler is None:
@@ -382,36 +332,22 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
             total += losses.detach().sum()
         if per_t is not None:  # every rank records the global batch, so all keep the same sampler state
             t_sampler.update(t, world.sum(per_t.tolist(), dev) if world.started else per_t)
-        max_norm = tr["grad_clip"] if tr["grad_clip"] > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-        opt.step()
+        grad_norm = clipped_step(model, opt, tr["grad_clip"])
         if main:
             ema.update(model)
         return float(total), grad_norm, lr
 
     def save(step: int) -> None:
-        opt_tensors, groups = _flatten_optimizer(opt)
-        trainer_tensors = {**opt_tensors, "rng.data": data_gen.get_state(), "rng.noise": noise_gen.get_state(),
-                           "data.perm": order.perm}
-        if t_sampler is not None:
-            trainer_tensors.update({f"sampler.{k}": v for k, v in t_sampler.state_dict().items()})
-        checkpoint.save(out, step, {"model": model.state_dict(), "ema": ema.model.state_dict(), "trainer": trainer_tensors},
-                        {"param_groups": groups, "data_pos": order.pos, "ema_updates": ema.updates,
-                         "log_window": window, "world_size": world.world_size}, keep=tr["keep"])
+        sampler_state = {} if t_sampler is None else {f"sampler.{k}": v for k, v in t_sampler.state_dict().items()}
+        training.save(out, step, window, tr["keep"], tensors=sampler_state, state={"world_size": world.world_size})
 
     csv = bar = tb = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temp_files(out)
+        remove_stale_temp_files(out)
         write_json(out / "config.json", config)
         denoiser = build_denoiser(ema.model, config)
-        csv_path = out / "log.csv"
-        _truncate_log(csv_path, start)
-        new_log = not csv_path.exists()
-        csv = open(csv_path, "a")
-        if new_log:
-            csv.write(LOG_HEADER + "\n")
-            csv.flush()
+        csv = open_log(out / "log.csv", start, LOG_HEADER)
         tb = _tensorboard(out, start)
         if progress:
             from ..progress import progress_bar
@@ -537,12 +473,6 @@ def _check_labels(dataset, num_classes: int) -> torch.Tensor:
     return dataset.labels.long()
 
 
-def _dropout_seed(seed: int, rank: int, step: int) -> int:
-    """A seed for the global generator (dropout) at one step of one rank, so a resumed run, on any
-    number of processes, draws what an uninterrupted one does."""
-    return ((seed * 1_000_003 + step) * 65_537 + rank) & 0x7FFF_FFFF_FFFF_FFFF
-
-
 def _autocast(precision: str, device: torch.device):
     dtype = PRECISIONS[precision]
     if dtype is None:
@@ -568,15 +498,6 @@ def _tensorboard(out: Path, start: int):
     except Exception:  # ImportError, or a broken tensorboard install: the CSV log is enough
         return None
     return SummaryWriter(log_dir=str(out), purge_step=start + 1 if start else None)
-
-
-def _remove_stale_temp_files(out: Path) -> None:
-    """Temporary files of atomic writes that a killed run left behind (config, log, plots, grids)."""
-    patterns = [(out, ".config.json.*"), (out, ".log.csv.*"), (out, ".loss.png.*"), (out / "samples", ".step_*")]
-    for folder, pattern in patterns:
-        for p in folder.glob(pattern):
-            if p.is_file() and ".tmp" in p.name:
-                p.unlink(missing_ok=True)
 
 
 def _check_model_fits(model_cfg: dict, dataset) -> None:
@@ -622,25 +543,3 @@ def _write_samples(config, norm, denoiser, path: Path, num: int, seed: int, data
         x = load_codec(config, device).decode(x)
     reference = dataset.data[:num] if dataset.kind == "toy" else None
     save_samples(norm.to_data(x).cpu(), path, norm.kind, reference=reference)
-
-
-def _truncate_log(csv_path: Path, step: int, header: str = LOG_HEADER) -> None:
-    """On resume, drop log rows written after the checkpoint being resumed from, and any row a
-    killed process left half-written (``header``: the log's first line)."""
-    if not csv_path.exists():
-        return
-    width = header.count(",") + 1
-
-    def keep(line: str) -> bool:
-        fields = line.split(",")
-        if len(fields) != width or not fields[0].isdigit() or int(fields[0]) > step:
-            return False
-        try:
-            [float(f) for f in fields[1:]]
-        except ValueError:
-            return False
-        return True
-
-    kept = [header] + [ln for ln in csv_path.read_text().splitlines() if keep(ln)]
-    from ..io import write_text
-    write_text(csv_path, "\n".join(kept) + "\n")
