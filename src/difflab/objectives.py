@@ -21,6 +21,16 @@ def uniform_timesteps(schedule: Schedule, batch: int, generator: torch.Generator
     return (schedule.t_min + (schedule.t_max - schedule.t_min) * u).to(device)
 
 
+def noised_output(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor,
+                  y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """x_t = α_t x_0 + σ_t ε ~ q(x_t | x_0) (DDPM Eq. 4) and the network's output on it, ``model(x_in, time[, y])``
+    with the input scaled and the time given as the schedule shows them to the network; returns (x_t, output)."""
+    x_t = process.q_sample(schedule, x0, t, eps)
+    time = schedule.model_time(t).to(device=x0.device, dtype=x0.dtype)
+    x_in = process.model_input(schedule, x_t, t)
+    return x_t, (model(x_in, time) if y is None else model(x_in, time, y))
+
+
 def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameterization: str = "eps",
              generator: torch.Generator | None = None, t: Tensor | None = None, eps: Tensor | None = None,
              y: Tensor | None = None) -> Tensor:
@@ -35,10 +45,7 @@ def l_simple(model: torch.nn.Module, schedule: Schedule, x0: Tensor, parameteriz
         t = uniform_timesteps(schedule, x0.shape[0], generator, x0.device)
     if eps is None:
         eps = randn(x0.shape, generator, x0.device, x0.dtype)
-    x_t = process.q_sample(schedule, x0, t, eps)
-    time = schedule.model_time(t).to(device=x0.device, dtype=x0.dtype)
-    x_in = process.model_input(schedule, x_t, t)
-    output = model(x_in, time) if y is None else model(x_in, time, y)
+    _, output = noised_output(model, schedule, x0, t, eps, y)
     goal = process.target(schedule, parameterization, x0, t, eps)
     output = output.to(goal.dtype)  # a bf16 autocast output is compared in the target's precision
     if parameterization == "score":  # weight λ(σ) = σ² (Song & Ermon 2019, Eq. 6), so every level counts alike

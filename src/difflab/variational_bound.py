@@ -27,6 +27,7 @@ import torch
 
 from . import process
 from .errors import DifflabError
+from .objectives import noised_output
 from .random import GeneratorLike, randn
 from .schedules import Schedule
 
@@ -355,10 +356,7 @@ def hybrid_losses(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t, noi
     t = _timesteps(schedule, t, x0)
     if noise is None:
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
-    x_t = process.q_sample(schedule, x0, t, noise)
-    time = schedule.model_time(t).to(device=x0.device, dtype=x0.dtype)
-    x_in = process.model_input(schedule, x_t, t)
-    output = model(x_in, time) if y is None else model(x_in, time, y)
+    x_t, output = noised_output(model, schedule, x0, t, noise, y)
     output = output.to(x0.dtype)
     mse = _eps_mse(split_output(output, x0.shape[1])[0], noise)
     if objective == "vlb":
