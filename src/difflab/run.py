@@ -248,21 +248,12 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
         config, state, step = pretrained.read_exported(run_dir)
         where = run_dir / pretrained.WEIGHTS
     else:
-        cfg_path = run_dir / "config.json"
-        try:
-            config = json.loads(cfg_path.read_text())
-        except FileNotFoundError:
-            raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).") from None
-        except json.JSONDecodeError:
-            raise DifflabError(f"config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
+        config = checkpoint.read_config(run_dir)
         where = checkpoint.latest_valid(run_dir)
         state = checkpoint.load_tensors(where, weights)
         step = json.loads((where / "state.json").read_text())["step"]
     model = build_model(config["model"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise DifflabError(f"weights in {str(where)!r} do not match the model in config.json ({str(e).splitlines()[0]}).") from None
+    checkpoint.load_into(model, state, where)
     codec = None
     if "latent" in config:
         from .latent import load_codec

@@ -19,7 +19,6 @@ generators), so ``--resume`` continues exactly; and, at the end, ``eval.json`` a
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,20 +304,9 @@ def load_autoencoder(path: str | Path, weights: str = "ema", device: str | torch
     path = Path(path)
     if not path.is_dir():
         raise DifflabError(f"autoencoder run {str(path)!r} does not exist.")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except FileNotFoundError:
-        raise DifflabError(f"{str(path)!r} is not an autoencoder run (no config.json).") from None
-    except json.JSONDecodeError:
-        raise DifflabError(f"config file {str(path / 'config.json')!r} is corrupt (not valid JSON).") from None
+    config = checkpoint.read_config(path, "an autoencoder run")
     if config.get("kind") != KIND:
         raise DifflabError(f"{str(path)!r} is not an autoencoder run (made by difflab train-autoencoder).")
-    where = checkpoint.latest_valid(path)
     model = build_autoencoder(config["model"])
-    try:
-        model.load_state_dict(checkpoint.load_tensors(where, weights))
-    except RuntimeError as e:
-        raise DifflabError(f"weights in {str(where)!r} do not match the autoencoder in config.json "
-                           f"({str(e).splitlines()[0]}).") from None
-    step = json.loads((where / "state.json").read_text())["step"]
+    step = checkpoint.load_latest(model, path, weights, "autoencoder")
     return AutoencoderRun(path, config, model.to(device).eval().requires_grad_(False), step)

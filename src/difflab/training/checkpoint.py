@@ -155,3 +155,33 @@ def load_tensors(ckpt: str | Path, name: str) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise DifflabError(f"checkpoint file {str(path)!r} could not be read ({e}).") from None
+
+
+def read_config(run_dir: str | Path, what: str = "a run directory") -> dict:
+    """A run's ``config.json``; one clear error when it is missing (``run_dir`` is not ``what``) or corrupt."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DifflabError(f"{str(run_dir)!r} is not {what} (no config.json).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DifflabError(f"config file {str(path)!r} is corrupt (not valid JSON).") from None
+
+
+def load_into(model: torch.nn.Module, state: dict, where: str | Path, what: str = "model") -> None:
+    """``model.load_state_dict(state)``, with one clear error when the weights at ``where`` do not fit it."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DifflabError(f"weights in {str(where)!r} do not match the {what} in config.json "
+                           f"({str(e).splitlines()[0]}).") from None
+
+
+def load_latest(model: torch.nn.Module, run_dir: str | Path, weights: str = "ema", what: str = "model") -> int:
+    """Load the ``weights`` ("ema" or "model") of the newest valid checkpoint of ``run_dir`` into ``model``;
+    returns that checkpoint's step."""
+    if weights not in ("ema", "model"):
+        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
+    where = latest_valid(run_dir)
+    load_into(model, load_tensors(where, weights), where, what)
+    return json.loads((where / "state.json").read_text())["step"]

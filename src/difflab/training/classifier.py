@@ -370,26 +370,12 @@ def load_classifier(path: str | Path, weights: str = "ema", device: str | torch.
     """The newest valid checkpoint of a classifier run (``weights``: "ema" or "model"), in eval mode."""
     from ..models.classifier import build_classifier
 
-    if weights not in ("ema", "model"):
-        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
     path = Path(path)
     if not path.is_dir():
         raise DifflabError(f"classifier directory {str(path)!r} does not exist.")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except FileNotFoundError:
-        raise DifflabError(f"{str(path)!r} is not a classifier run (no config.json).") from None
-    except json.JSONDecodeError:
-        raise DifflabError(f"config file {str(path / 'config.json')!r} is corrupt (not valid JSON).") from None
+    config = checkpoint.read_config(path, "a classifier run")
     if not isinstance(config.get("model"), dict) or config["model"].get("type") != "classifier":
         raise DifflabError(f"{str(path)!r} is a diffusion run, not a classifier; train one with difflab train-classifier.")
-    where = checkpoint.latest_valid(path)
-    state = checkpoint.load_tensors(where, weights)
     model = build_classifier(config["model"])
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise DifflabError(f"weights in {str(where)!r} do not match the classifier in config.json "
-                           f"({str(e).splitlines()[0]}).") from None
-    step = json.loads((where / "state.json").read_text())["step"]
+    step = checkpoint.load_latest(model, path, weights, "classifier")
     return ClassifierRun(path, config, model.to(device).eval().requires_grad_(False), step)
