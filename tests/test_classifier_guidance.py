@@ -298,6 +298,20 @@ def test_train_classifier_writes_its_run_and_resumes_exactly(runs, capsys):
         b = load_file(str(part / "ckpt-00000006" / f"{name}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     assert (part / "log.csv").read_text().splitlines()[1:] != []
+    # --max-minutes: a limit already passed stops after one step with a checkpoint; --resume ends where the
+    # uninterrupted run does
+    timed = runs / "timed"
+    assert main(["train-classifier", str(runs / "c.yaml"), "--out", str(timed), "--max-minutes", "1e-9", "--no-progress"]) == 0
+    assert "stopped" in capsys.readouterr().out and [p.name for p in timed.glob("ckpt-*")] == ["ckpt-00000001"]
+    assert not (timed / "eval.json").exists()
+    assert main(["train-classifier", str(runs / "c.yaml"), "--out", str(timed), "--resume", "--no-progress"]) == 0
+    for name in ("model", "ema"):
+        a = load_file(str(clf / "ckpt-00000006" / f"{name}.safetensors"))
+        b = load_file(str(timed / "ckpt-00000006" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    capsys.readouterr()
+    assert main(["train-classifier", str(runs / "c.yaml"), "--out", str(runs / "t0"), "--max-minutes", "0"]) == 2
+    assert "--max-minutes must be a positive number, got 0.0" in capsys.readouterr().err
     loaded = load_classifier(clf)
     assert loaded.step == 6 and loaded.num_classes == 10 and loaded.shape == (1, 8, 8)
     capsys.readouterr()

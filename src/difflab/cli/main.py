@@ -25,13 +25,10 @@ def _classes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected class ids like 3 or 3,7, got {text!r}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
-    p.add_argument("--version", action="version", version="difflab 0.1.0")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    t = sub.add_parser("train", help="train a model from a preset or a YAML/TOML config")
-    t.add_argument("config", help="preset (8gaussians, swissroll, moons, checkerboard, digits, mnist, fashion-mnist) or a .yaml/.toml file")
+def _training_parser(sub, name: str, help: str, config_help: str) -> argparse.ArgumentParser:
+    """A training command's parser with the options every trainer takes."""
+    t = sub.add_parser(name, help=help)
+    t.add_argument("config", help=config_help)
     t.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
     t.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
     t.add_argument("--seed", type=_int, help="random seed (default: the config's)")
@@ -39,6 +36,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its newest valid checkpoint (CONFIG must be the run's own)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes with a checkpoint, to continue with --resume")
+    return t
+
+
+def _check_resumable(a) -> None:
+    """``--resume`` needs a run directory to continue."""
+    from pathlib import Path
+
+    if a.resume and not (Path(a.out) / "config.json").is_file():
+        raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
+                     else f"cannot resume: run directory {a.out!r} does not exist.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
+    p.add_argument("--version", action="version", version="difflab 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = _training_parser(sub, "train", "train a model from a preset or a YAML/TOML config",
+                         "preset (8gaussians, swissroll, moons, checkerboard, digits, mnist, fashion-mnist) or a .yaml/.toml file")
     t.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="fp32, or bf16 autocast (default: the run's, fp32)")
     t.add_argument("--grad-accum", type=_int, default=None, metavar="K",
                    help="split each batch into K micro-batches whose gradients add up to one step")
@@ -48,8 +66,6 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=_int, default=None, metavar="N", help="log the mean loss every N steps (train.log_every)")
     t.add_argument("--sample-every", type=_int, default=None, metavar="N", help="sample grid every N steps, 0: at the end (train.sample_every)")
     t.add_argument("--save-every", type=_int, default=None, metavar="N", help="checkpoint every N steps, 0: at the end (train.save_every)")
-    t.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                   help="stop after M minutes with a checkpoint, to continue with --resume")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run", help="run directory, exported model, or pretrained name (mnist, fashion-mnist)")
@@ -87,26 +103,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="guidance scale: cfg's w (Ho & Salimans 2022, Eq. 6; 0 = the plain conditional model; default 3) "
                         "or the classifier scale s (Dhariwal & Nichol 2021; 1 = p(x|y) for an exact classifier; default 1)")
 
-    tc = sub.add_parser("train-classifier", help="train the noise-aware classifier of classifier guidance")
-    tc.add_argument("config", help="preset (digits-classifier, mnist-classifier, fashion-mnist-classifier) or a .yaml/.toml file")
-    tc.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
-    tc.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
-    tc.add_argument("--seed", type=_int, help="random seed (default: the config's)")
-    tc.add_argument("--resume", action="store_true",
-                    help="continue the run in --out from its newest valid checkpoint (CONFIG must be the run's own)")
-    tc.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
-    tc.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    ta = sub.add_parser("train-autoencoder", help="train the KL- or VQ-regularised autoencoder of latent diffusion")
-    ta.add_argument("config", help="preset (mnist-pairs-kl, mnist-pairs-vq) or a .yaml/.toml file")
-    ta.add_argument("--out", required=True, help="run directory to create (or continue, with --resume)")
-    ta.add_argument("--steps", type=_int, help="number of training steps (default: the config's)")
-    ta.add_argument("--seed", type=_int, help="random seed (default: the config's)")
-    ta.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
-    ta.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
-    ta.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                    help="stop after M minutes with a checkpoint, to continue with --resume")
-    ta.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _training_parser(sub, "train-classifier", "train the noise-aware classifier of classifier guidance",
+                     "preset (digits-classifier, mnist-classifier, fashion-mnist-classifier) or a .yaml/.toml file")
+    _training_parser(sub, "train-autoencoder", "train the KL- or VQ-regularised autoencoder of latent diffusion",
+                     "preset (mnist-pairs-kl, mnist-pairs-vq) or a .yaml/.toml file")
 
     ev = sub.add_parser("eval", help="score samples against a dataset: FD, KID, IS, precision/recall in a named feature space")
     ev.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
@@ -181,9 +181,7 @@ def _cmd_train(a) -> None:
     from ..training.trainer import split_run_options, train
 
     try:
-        if a.resume and not (Path(a.out) / "config.json").is_file():
-            raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
-                         else f"cannot resume: run directory {a.out!r} does not exist.")
+        _check_resumable(a)
         spec, options = a.config, {}
         if Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):  # a file may set the run options too
             spec, options = split_run_options(load_file(spec))
@@ -257,25 +255,17 @@ def _cmd_sample(a) -> None:
 
 
 def _cmd_train_classifier(a) -> None:
-    from pathlib import Path
-
     from ..training.classifier import resolve, train_classifier
 
-    if a.resume and not (Path(a.out) / "config.json").is_file():
-        raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
-                     else f"cannot resume: run directory {a.out!r} does not exist.")
+    _check_resumable(a)
     train_classifier(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
-                     progress=not a.no_progress)
+                     progress=not a.no_progress, max_minutes=a.max_minutes)
 
 
 def _cmd_train_autoencoder(a) -> None:
-    from pathlib import Path
-
     from ..training.autoencoder import resolve, train_autoencoder
 
-    if a.resume and not (Path(a.out) / "config.json").is_file():
-        raise _error(f"cannot resume: {a.out!r} is not a run directory (no config.json)." if Path(a.out).exists()
-                     else f"cannot resume: run directory {a.out!r} does not exist.")
+    _check_resumable(a)
     train_autoencoder(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
                       progress=not a.no_progress, max_minutes=a.max_minutes)
 

@@ -105,8 +105,8 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .loop import (DataOrder, TrainingState, clipped_step, flatten_optimizer, open_log, remove_stale_temp_files,
-                       set_lr, unflatten_optimizer, warmup_lr)
+    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, flatten_optimizer, open_log,
+                       remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
     from .trainer import _prepare_config
 
     out = Path(out)
@@ -114,13 +114,9 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
                              command="train-autoencoder", read=lambda c: c, differences=_differences,
                              check_saved=lambda saved: _check_run(saved, out))
     tr, loss_cfg = config["train"], config["loss"]
+    check_run_length(steps, max_minutes)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise DifflabError(f"--steps must be a positive integer, got {steps!r}.")
         tr["steps"] = steps
-    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
-                                    or not max_minutes > 0):
-        raise DifflabError(f"--max-minutes must be a positive number, got {max_minutes!r}.")
     dev = pick_device(device, World())
     seed = config["seed"]
     d = config["data"]

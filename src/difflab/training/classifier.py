@@ -136,18 +136,20 @@ def _split(config: dict, seed: int):
 
 
 def train_classifier(config: dict | None, out: str | Path, steps: int | None = None, seed: int | None = None,
-                     resume: bool = False, device: str | None = None, progress: bool = True, log=print) -> Path:
+                     resume: bool = False, device: str | None = None, progress: bool = True,
+                     max_minutes: float | None = None, log=print) -> Path:
     """Train (or, with ``resume``, continue) the classifier run ``out``; returns ``out``.
 
-    ``config``: a resolved config (:func:`resolve`), or None when resuming (the run's own is used)."""
+    ``config``: a resolved config (:func:`resolve`), or None when resuming (the run's own is used).
+    ``max_minutes`` stops this session after that long, with a checkpoint to resume from."""
     from ..models.classifier import build_classifier
     from ..objectives import uniform_timesteps
     from ..random import randn
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .loop import (DataOrder, TrainingState, clipped_step, dropout_seed, open_log, remove_stale_temp_files, set_lr,
-                       warmup_lr)
+    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, open_log,
+                       remove_stale_temp_files, set_lr, warmup_lr)
 
     out = Path(out)
     if config is not None:
@@ -160,9 +162,8 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
                 pass  # _prepare_config names the problem
     config = _prepare_config(out, config, resume, seed)
     tr = config["train"]
+    check_run_length(steps, max_minutes)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise DifflabError(f"--steps must be a positive integer, got {steps!r}.")
         tr["steps"] = steps
     dev = pick_device(device, World())
     seed = config["seed"]
@@ -217,7 +218,7 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     if progress:
         from ..progress import progress_bar
         bar = progress_bar(total=tr["steps"], initial=start, desc=f"train-classifier {config['data']['name']}", unit="step")
-    t0, step = time.perf_counter(), start
+    t0, step, stopped = time.perf_counter(), start, False
     model.train()
     try:
         with open_log(csv_path, start, LOG_HEADER) as csv:
@@ -245,14 +246,22 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
                     csv.flush()
                     if bar is not None:
                         bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{mean_acc:.3f}", refresh=False)
-                if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"]:
+                time_up = max_minutes is not None and time.perf_counter() - t0 >= 60 * max_minutes and step < tr["steps"]
+                if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"] or time_up:
                     training.save(out, step, window, tr["keep"])
+                if time_up:
+                    stopped = True
+                    break
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
     from .. import plotting
     plotting.plot_loss_curves_from_csv(csv_path, out / "loss.png", title=f"{config['data']['name']} classifier: cross-entropy")
+    if stopped:
+        log(f"stopped {out} at the --max-minutes limit with a checkpoint at step {step} ({step - start} steps in "
+            f"{wall:.1f}s); continue with --resume")
+        return out
     log(f"trained {out}: step {step}/{tr['steps']} ({step - start} steps in {wall:.1f}s)")
     _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, step, split, seed, log)
     return out

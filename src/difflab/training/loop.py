@@ -64,6 +64,16 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list, prefix: 
     return {"state": state, "param_groups": groups}
 
 
+def check_run_length(steps: int | None, max_minutes: float | None) -> None:
+    """Refuse a ``--steps`` that is not a positive integer and a ``--max-minutes`` that is not a positive number."""
+    from ..config import check_integer, check_number
+
+    if steps is not None:
+        check_integer(steps, "--steps")
+    if max_minutes is not None:
+        check_number(max_minutes, "--max-minutes", positive=True)
+
+
 def dropout_seed(seed: int, rank: int, step: int) -> int:
     """A seed for the global generator (dropout) at one step of one rank, so a resumed run, on any
     number of processes, draws what an uninterrupted one does."""
@@ -162,5 +172,5 @@ def open_log(csv_path: Path, step: int, header: str):
     return open(csv_path, "a")
 
 
-__all__ = ["DataOrder", "flatten_optimizer", "unflatten_optimizer", "dropout_seed", "warmup_lr", "set_lr",
+__all__ = ["DataOrder", "flatten_optimizer", "unflatten_optimizer", "check_run_length", "dropout_seed", "warmup_lr", "set_lr",
            "clipped_step", "TrainingState", "remove_stale_temp_files", "open_log"]

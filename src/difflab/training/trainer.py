@@ -42,7 +42,8 @@ from ..errors import DifflabError
 from ..io import write_json
 from . import checkpoint, distributed
 from .ema import EMA
-from .loop import DataOrder, TrainingState, clipped_step, dropout_seed, open_log, remove_stale_temp_files, set_lr, warmup_lr
+from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, open_log,
+                   remove_stale_temp_files, set_lr, warmup_lr)
 
 # options of a run beyond the config file's keys, with their defaults (kept in config["train"])
 RUN_OPTIONS = {"precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False}
@@ -192,9 +193,7 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
     _apply_options(config["train"], {"steps": steps, "log_every": log_every, "sample_every": sample_every,
                                      "save_every": save_every, "precision": precision, "grad_accum": grad_accum,
                                      "compile": compile_model, "channels_last": channels_last})
-    if max_minutes is not None and (isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float))
-                                    or not max_minutes > 0):
-        raise DifflabError(f"--max-minutes must be a positive number, got {max_minutes!r}.")
+    check_run_length(None, max_minutes)
     micro = distributed.check_split(config["train"]["batch_size"], world.world_size, config["train"]["grad_accum"])
     dev = distributed.pick_device(device, world)
     if not world.is_main:
