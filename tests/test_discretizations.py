@@ -30,7 +30,13 @@ def test_karras_logsnr_quadratic_are_evenly_spaced_in_their_coordinate(name, par
     s = _sched(name, params)
     ts = discretize(s, 15, "karras")
     sig = torch.exp(-s.lambda_(ts) / 2).numpy()  # σ/α
-    np.testing.assert_allclose(np.diff(sig ** (1 / 7)), np.diff(sig ** (1 / 7))[0], rtol=1e-6, atol=1e-9)
+    # EDM Eq. 5: evenly spaced in σ̃^(1/ρ) from σ_max = min(the schedule's largest σ̃, 80) (EDM Table 1) down to
+    # the smallest; the first time is the schedule's last, where sampling starts
+    assert ts[0].item() == pytest.approx(s.t_max)
+    root = sig[1:] ** (1 / 7)
+    step = np.diff(root)[0]
+    np.testing.assert_allclose(np.diff(root), step, rtol=1e-6, atol=1e-9)
+    assert root[0] - step == pytest.approx(min(sig[0], 80.0) ** (1 / 7), rel=1e-6)
     lam = s.lambda_(discretize(s, 15, "logsnr")).numpy()
     np.testing.assert_allclose(np.diff(lam), np.diff(lam)[0], rtol=1e-6)
     assert s.lambda_(discretize(s, 15, "logsnr"))[0].item() == pytest.approx(s.lambda_(torch.tensor(s.t_max)).item(), rel=1e-9)

@@ -308,7 +308,8 @@ def test_registered_metadata():
 
 
 def test_network_evaluations_per_run():
-    """NFE as documented: DPM-Solver-k k(S − 1) + 1, Heun 2S − 1, multistep S, PLMS S + 9 (PRK start) or S + 1."""
+    """NFE as documented: DPM-Solver-k k(S − 1) + 1, Heun 2S − 1 (+ 1 for the Euler step down to σ̃ = 80 when the
+    schedule starts above it, as the linear one does at 157), multistep S, PLMS S + 9 (PRK start) or S + 1."""
     den = MIXTURE.denoiser(make_schedule("linear"))
 
     class Counting:
@@ -323,7 +324,7 @@ def test_network_evaluations_per_run():
 
     steps = 10
     expected = [("dpm_solver", {"order": 3}, 3 * (steps - 1) + 1), ("dpm_solver", {"order": 2}, 2 * (steps - 1) + 1),
-                ("heun", {}, 2 * steps - 1), ("euler", {}, steps), ("dpmpp_2m", {}, steps), ("dpmpp_3m", {}, steps),
+                ("heun", {}, 2 * steps), ("heun", {"sigma_max": 1e3}, 2 * steps - 1), ("euler", {}, steps), ("dpmpp_2m", {}, steps), ("dpmpp_3m", {}, steps),
                 ("dpmpp_2m_sde", {}, steps), ("unipc", {}, steps), ("plms", {}, steps + 9),
                 ("plms", {"warmup": "improved_euler"}, steps + 1)]
     for sampler, kw, nfe in expected:
@@ -341,6 +342,26 @@ def test_few_steps_stay_sane():
             x = difflab.sample(den, (256, 2), sampler=sampler, steps=steps, discretization="logsnr",
                                generator=torch.Generator().manual_seed(0))
             assert torch.isfinite(x).all() and x.abs().max() < 10, (sampler, steps)
+
+
+@pytest.mark.parametrize("discretization", ["trailing", "karras"])
+def test_heun_survives_the_cosine_schedules_last_step(discretization):
+    """The cosine schedule's last step has σ̃ = σ/α ≈ 2·10⁴; a Heun step from there to t = 900 weighs the end
+    slope by σ̃_t/σ̃_s and diverged (mean error 50 at 10 steps). Starting Heun at EDM's σ_max = 80 (an Euler step
+    down to it) keeps it near the exact ODE solution, and at 20 steps ahead of Euler, as a second-order method."""
+    schedule = schedules.get("cosine", T=1000)
+    den = MIXTURE.denoiser(schedule)
+    x_T = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = difflab.sample(den, (512, 2), sampler="dpmpp_3m", steps=400, x_T=x_T, discretization="logsnr")
+
+    def error(sampler, steps, **kw):
+        x = difflab.sample(den, (512, 2), sampler=sampler, steps=steps, x_T=x_T, discretization=discretization, **kw)
+        return float((x - exact).norm(dim=1).mean())
+
+    assert error("heun", 10) < 0.5
+    assert error("heun", 20) < error("euler", 20)
+    if discretization == "trailing":
+        assert error("heun", 10, sigma_max=1e6) > 10  # the failure the bound removes
 
 
 # ------------------------------------------------------------------------------------------------

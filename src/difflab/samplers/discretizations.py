@@ -9,8 +9,9 @@ and Lin et al. 2024 ("Common diffusion noise schedules and sample steps are flaw
   * ``linspace``: S points evenly spaced from T down to 1 inclusive, rounded.
 The others may land between timesteps (fractional t, which a discrete schedule interpolates):
   * ``quadratic``: t_i evenly spaced in √t (DDIM, Appx. C.2, their "quadratic" selection).
-  * ``karras``: σ̃ = σ/α evenly spaced in σ̃^{1/ρ}, ρ = 7 (Karras et al. 2022, "Elucidating the Design
-    Space", Eq. 5).
+  * ``karras``: σ̃ = σ/α evenly spaced in σ̃^{1/ρ}, ρ = 7, from σ_max = 80 or the schedule's largest σ̃ if
+    smaller (Karras et al. 2022, "Elucidating the Design Space", Eq. 5 and Table 1); sampling still starts at
+    the schedule's last time, so the first step goes from there to the grid's second point.
   * ``logsnr``: evenly spaced in the log-SNR λ (Lu et al. 2022, DPM-Solver, Sec. 3.3).
   * ``sections:90,60,50,30,20``: guided diffusion's respacing — [0, T) cut into equal sections and
     each section visited by its count of evenly spaced steps (Nichol & Dhariwal 2021, ``space_timesteps``);
@@ -26,6 +27,7 @@ import torch
 
 from ..errors import DifflabError
 
+KARRAS_SIGMA_MAX = 80.0  # Karras et al. 2022, Table 1: the σ_max of every sampler they run
 NAMES = ("trailing", "leading", "linspace", "quadratic", "karras", "logsnr", "sections")
 
 
@@ -99,8 +101,9 @@ def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0) -
     lam_lo = float(schedule.lambda_(torch.tensor(t_max, dtype=torch.float64)))
     if base == "logsnr":
         ts = schedule.t_from_lambda(torch.linspace(lam_lo, lam_hi, steps, dtype=torch.float64))
-    else:  # karras: σ̃ = exp(−λ/2) evenly spaced in σ̃^{1/ρ}
-        s_max, s_min = math.exp(-lam_lo / 2) ** (1 / rho), math.exp(-lam_hi / 2) ** (1 / rho)
+    else:  # karras: σ̃ = exp(−λ/2) evenly spaced in σ̃^{1/ρ} from min(σ̃(t_max), 80) (EDM's σ_max, Table 1)
+        s_max = min(math.exp(-lam_lo / 2), KARRAS_SIGMA_MAX) ** (1 / rho)
+        s_min = math.exp(-lam_hi / 2) ** (1 / rho)
         sig = torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho
         ts = schedule.t_from_lambda(-2 * torch.log(sig))
     ts[0], ts[-1] = t_max, t_min  # exact endpoints despite round-off in the inverse
