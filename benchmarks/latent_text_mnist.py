@@ -56,11 +56,11 @@ def feature_distance(images: torch.Tensor, seed: int = 0) -> float:
     from difflab.data import load_dataset
     from difflab.evaluate import JudgeFeatures
     from difflab.metrics.frechet import frechet_distance_of
-    from difflab.training.autoencoder import halves
+    from difflab.evaluate import cells
 
     test = load_dataset("mnist-pairs", split="test", num=images.shape[0], seed=seed).data
     feats = JudgeFeatures("mnist")
-    return float(frechet_distance_of(feats(halves(test))[0], feats(halves(images))[0]))
+    return float(frechet_distance_of(feats(cells(test))[0], feats(cells(images))[0]))
 
 
 def grid_pairs() -> list[tuple[int, int]]:

@@ -61,6 +61,40 @@ def test_cli_eval_bad_input(tmp_path, capsys):
         evaluate_samples(torch.rand(10, 3, 32, 32), "cifar10")
 
 
+def test_canvases_are_judged_cell_by_cell(tmp_path, capsys):
+    """mnist-pairs canvases (two MNIST digits side by side): features are the MNIST judge's features of the two
+    cells concatenated, probabilities the product over the cells (checked against the judge applied by hand);
+    real canvases score close to the test split, canvases with the right digit blanked out far."""
+    from difflab.evaluate import JudgeFeatures, cells
+    from difflab.metrics.classifiers import load_judge
+
+    pairs = load_dataset("mnist-pairs", split="test", num=600).data
+    x = pairs[:5]
+    judge = load_judge("mnist")
+    left, right = x[..., :28], x[..., 28:]
+    torch.testing.assert_close(cells(x), torch.stack([left, right], 1).reshape(10, 1, 28, 28))
+    feats, probs = JudgeFeatures("mnist-pairs")(x)
+    with torch.no_grad():
+        want = torch.cat([judge.features(left), judge.features(right)], 1).double()
+        p_l, p_r = (torch.softmax(judge.logits(h), 1).double() for h in (left, right))
+    torch.testing.assert_close(feats, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(probs, (p_l[:, :, None] * p_r[:, None, :]).reshape(5, 100), rtol=1e-5, atol=1e-7)
+    assert feats.shape == (5, 256) and torch.allclose(probs.sum(1), torch.ones(5, dtype=torch.float64))
+
+    tag = "mnist-classifier-cells"
+    real = evaluate_samples(pairs[300:600], "mnist-pairs", "fd,is", num_ref=300)
+    blanked = pairs[300:600].clone()
+    blanked[..., 28:] = 0
+    half = evaluate_samples(blanked, "mnist-pairs", "fd,is", num_ref=300)
+    assert real[f"FD[{tag}]"] < 0.1 * half[f"FD[{tag}]"]
+    assert real[f"IS[{tag}]"] > 2 * half[f"IS[{tag}]"]  # about 100 pairs against about 10 left digits
+    np.savez(tmp_path / "c.npz", samples=pairs[300:600].numpy())
+    assert main(["eval", "--samples", str(tmp_path / "c.npz"), "--ref", "mnist-pairs", "--metrics", "fd"]) == 0
+    assert f"FD[{tag}]" in capsys.readouterr().out
+    with pytest.raises(DifflabError, match="square"):
+        cells(torch.zeros(2, 1, 28, 50))
+
+
 def test_inception_weights_name_the_score_fid(tmp_path):
     """With the (here random) FID InceptionV3 weights the distance is reported as FID; a missing file is refused."""
     from safetensors.torch import save_file

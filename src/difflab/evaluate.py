@@ -28,17 +28,50 @@ def check_metrics(metrics) -> list[str]:
     return names
 
 
+# datasets of canvases made of another dataset's images side by side, judged cell by cell by that dataset's judge
+CELL_JUDGES = {"mnist-pairs": "mnist"}
+
+
+def cells(images: torch.Tensor) -> torch.Tensor:
+    """The square cells of canvases (N, C, H, k·H), as (N·k, C, H, H), cell by cell per canvas."""
+    n, c, h, w = images.shape
+    if w % h:
+        raise DifflabError(f"images of size {h}x{w} are not a row of square {h}x{h} cells.")
+    return images.reshape(n, c, h, w // h, h).permute(0, 3, 1, 2, 4).reshape(n * (w // h), c, h, h)
+
+
 class JudgeFeatures:
-    """The shipped judge of ``dataset`` as a feature extractor: 128-d penultimate features and class probabilities."""
+    """The shipped judge of ``dataset`` as a feature extractor: 128-d penultimate features and class probabilities.
+
+    For a dataset of canvases (:data:`CELL_JUDGES`, e.g. ``mnist-pairs``: two MNIST digits side by side) the judge
+    of the cells' dataset reads every cell: a canvas's features are its cells' features concatenated (k·128-d, so
+    Fréchet distance and precision/recall see which digits appear together), and its class probabilities are the
+    product over its cells (10^k joint classes, so the Inception score counts the combinations)."""
 
     def __init__(self, dataset: str):
         from .metrics.classifiers import load_judge
         self.dataset = dataset
-        self.name = f"{dataset}-classifier"
-        self.net = load_judge(dataset)
+        base = CELL_JUDGES.get(dataset, dataset)
+        self.cellwise = dataset in CELL_JUDGES
+        self.name = f"{base}-classifier" + ("-cells" if self.cellwise else "")
+        self.net = load_judge(base)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.cellwise:
+            return self._judge(images, batch_size)
+        n = images.shape[0] if isinstance(images, torch.Tensor) and images.ndim == 4 else 0
+        if n == 0:
+            raise DifflabError(f"samples must be a non-empty batch of canvases (N, C, H, k·H), got shape "
+                               f"{tuple(getattr(images, 'shape', ()))}.")
+        feats, probs = self._judge(cells(images), batch_size)
+        k = feats.shape[0] // n
+        joint = probs.reshape(n, k, -1)[:, 0]
+        for i in range(1, k):  # p(y_1, ..., y_k | canvas) = Π_i p(y_i | cell i)
+            joint = (joint[:, :, None] * probs.reshape(n, k, -1)[:, i, None, :]).reshape(n, -1)
+        return feats.reshape(n, -1), joint
+
+    def _judge(self, images: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.net.check_input(images, "samples")
         feats, probs = [], []
         for lo in range(0, images.shape[0], batch_size):
@@ -89,6 +122,24 @@ def reference_features(dataset: str, extractor, num: int, root=None, key: str | 
     return feats
 
 
+def feature_extractor(dataset: str, features: str = "judge", inception_weights=None):
+    """The extractor that scores samples of ``dataset`` and the key its reference features are cached under:
+    the FID InceptionV3 when ``inception_weights`` is given, EfficientNet-Lite0 for ``features="efficientnet-lite0"``,
+    else the dataset's judge. Cheap, so a command can call it to refuse a bad choice before it samples."""
+    if features not in FEATURES:
+        raise DifflabError(f"unknown feature extractor {features!r}; expected one of {', '.join(FEATURES)}.")
+    if inception_weights is not None:
+        import hashlib
+
+        from .metrics.inception import InceptionFeatures
+        extractor = InceptionFeatures(inception_weights)  # checks the file first
+        return extractor, f"{extractor.name}-{hashlib.sha256(Path(inception_weights).read_bytes()).hexdigest()[:12]}"
+    if features == "efficientnet-lite0":
+        from .metrics.efficientnet import EfficientNetFeatures
+        return EfficientNetFeatures(), None
+    return JudgeFeatures(dataset), None
+
+
 def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
                      seed: int = 0, root=None, inception_weights=None, features: str = "judge") -> dict:
     """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split, in the
@@ -102,22 +153,9 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     from .metrics.precision_recall import precision_recall
 
     names = [m for m in check_metrics(metrics) if m != "nll"]
-    if features not in FEATURES:
-        raise DifflabError(f"unknown feature extractor {features!r}; expected one of {', '.join(FEATURES)}.")
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
         raise DifflabError(f"samples must be images (N, C, H, W), got shape {tuple(getattr(samples, 'shape', ()))}.")
-    key = None
-    if inception_weights is not None:
-        import hashlib
-
-        from .metrics.inception import InceptionFeatures
-        extractor = InceptionFeatures(inception_weights)  # checks the file first
-        key = f"{extractor.name}-{hashlib.sha256(Path(inception_weights).read_bytes()).hexdigest()[:12]}"
-    elif features == "efficientnet-lite0":
-        from .metrics.efficientnet import EfficientNetFeatures
-        extractor = EfficientNetFeatures()
-    else:
-        extractor = JudgeFeatures(dataset)
+    extractor, key = feature_extractor(dataset, features, inception_weights)
     feats, probs = extractor(samples)
     ref = reference_features(dataset, extractor, num_ref or samples.shape[0], root, key)
     tag = extractor.name

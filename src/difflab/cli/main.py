@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score samples against a dataset: FD, KID, IS, precision/recall in a named feature space")
     ev.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
     ev.add_argument("--samples", default=None, help="an .npz of samples (array 'samples', images in [0, 1]) instead of a run")
-    ev.add_argument("--ref", default=None, help="reference dataset: digits, mnist or fashion-mnist (default: the run's)")
+    ev.add_argument("--ref", default=None, help="reference dataset: digits, mnist, fashion-mnist or mnist-pairs (judged cell by cell; default: the run's)")
     ev.add_argument("--metrics", default="fd,kid,is,pr",
                     help="comma-separated: fd, kid, is, pr, nll (bits/dim of test images: the bound on a discrete schedule, "
                          "the ODE likelihood on a continuous one; needs a run)")
@@ -436,7 +436,7 @@ def _cmd_eval(a) -> None:
         raise _error("--num must be at least 2 and --batch-size positive.")
     if a.samples is not None:
         if a.ref is None:
-            raise _error("--samples needs --ref DATASET (digits, mnist or fashion-mnist).")
+            raise _error("--samples needs --ref DATASET (digits, mnist, fashion-mnist or mnist-pairs).")
         try:
             samples = torch.from_numpy(np.load(a.samples)["samples"]).float()
         except FileNotFoundError:
@@ -451,6 +451,10 @@ def _cmd_eval(a) -> None:
         run = load(a.run)
         if run.kind != "image":
             raise _error("difflab eval scores image models; this run holds 2-D points.")
+        a.ref = a.ref or run.config["data"]["name"]
+        if any(m != "nll" for m in names):  # refuse a dataset without a judge, or a bad extractor, before sampling
+            from ..evaluate import feature_extractor
+            feature_extractor(a.ref, a.features, a.inception_weights)
         chunks = []
         sample_names = [m for m in names if m != "nll"]
         for lo in range(0, a.num if sample_names else 0, a.batch_size):
@@ -459,7 +463,6 @@ def _cmd_eval(a) -> None:
             chunks.append(run.sample(n, sampler=a.sampler, steps=a.steps, generator=gens, progress=not a.no_progress))
         samples = torch.cat(chunks) if chunks else None
         source = f"{a.run} ({a.sampler or run.config['sample']['sampler']}, {a.steps or run.config['sample']['steps']} steps)"
-        a.ref = a.ref or run.config["data"]["name"]
     scores = {}
     if samples is not None:
         scores = evaluate_samples(samples, a.ref, [m for m in names if m != "nll"],

@@ -238,18 +238,12 @@ def reconstruct(model, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     return torch.cat([model.decode(model.encode(x[lo:lo + batch_size])) for lo in range(0, x.shape[0], batch_size)])
 
 
-def halves(images: torch.Tensor) -> torch.Tensor:
-    """The 28 x 28 cells of canvases (N, C, 28, 28 k), as (N k, C, 28, 28), cell by cell per canvas."""
-    n, c, h, w = images.shape
-    return images.reshape(n, c, h, w // h, h).permute(0, 3, 1, 2, 4).reshape(n * (w // h), c, h, h)
-
-
 def evaluate(model, config: dict, out: Path | None, step: int, log=print) -> dict:
     """Reconstruction PSNR (dB, images in [0, 1]) and ``FD[mnist-classifier]`` between the judge's features of
     the originals' and the reconstructions' 28 x 28 cells, on the first ``train.eval_num`` test canvases;
     writes ``eval.json`` and ``reconstructions.png`` (originals above their reconstructions) into ``out``."""
     from ..data import load_dataset
-    from ..evaluate import JudgeFeatures
+    from ..evaluate import JudgeFeatures, cells
     from ..metrics.frechet import frechet_distance_of
     from ..run import Normalization
 
@@ -260,7 +254,7 @@ def evaluate(model, config: dict, out: Path | None, step: int, log=print) -> dic
     rec = norm.to_data(reconstruct(model, norm.to_model(x).to(dev)).cpu())
     psnr = regularizers.psnr(x, rec)
     judge = JudgeFeatures("mnist")
-    fd = frechet_distance_of(judge(halves(x))[0], judge(halves(rec))[0])
+    fd = frechet_distance_of(judge(cells(x))[0], judge(cells(rec))[0])
     result = {"step": step, "weights": "ema", "num": int(x.shape[0]), "held_out": f"the first {x.shape[0]} test canvases",
               "psnr_db": float(psnr.mean()), "psnr_db_std": float(psnr.std()), f"FD[{judge.name}]": float(fd),
               "fd_between": "the judge's features of the originals' and the reconstructions' 28x28 halves"}
