@@ -51,7 +51,7 @@ def main(ctx):
         for j, steps in enumerate((25, 50)):
             ax.bar([i + 0.38 * j for i in range(len(names))], [table[label, steps, n]["fd"] for n in names], 0.38,
                    color=f"C{j}", label=f"{steps} steps")
-        ax.set_xticks([i + 0.19 for i in range(len(names))], [n.split(" (")[0].replace("sections, most steps at ", "more at ")
+        ax.set_xticks([i + 0.19 for i in range(len(names))], [n.split(" (")[0].replace("sections, most steps at ", "more at\n")
                                                                for n in names], fontsize=8)
         ax.set_ylabel("FD[digits-classifier] (lower is better)")
         ax.set_title(label, fontsize=10)

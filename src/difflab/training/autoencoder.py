@@ -84,12 +84,6 @@ def resolve(spec: str | dict) -> dict:
     return resolve_spec(spec, PRESETS, validate, "autoencoder")
 
 
-def _differences(saved: dict, config: dict) -> list[str]:
-    """Dotted keys that differ from the run's config, this trainer's run-length keys aside."""
-    from .trainer import _config_differences
-    return _config_differences(saved, config, resumable=RESUMABLE_KEYS)
-
-
 def _check_run(saved: dict, out: Path) -> None:
     if saved.get("kind") != KIND:
         raise DifflabError(f"{str(out)!r} is not an autoencoder run; resume it with the command that made it.")
@@ -106,13 +100,12 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     from .distributed import World, pick_device
     from .ema import EMA
     from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, flatten_optimizer, open_log,
-                       remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
-    from .trainer import _prepare_config
+                       prepare_run_config, remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
 
     out = Path(out)
-    config = _prepare_config(out, None if config is None else validate(config), resume, seed,
-                             command="train-autoencoder", read=lambda c: c, differences=_differences,
-                             check_saved=lambda saved: _check_run(saved, out))
+    config = prepare_run_config(out, None if config is None else validate(config), resume, seed,
+                                command="train-autoencoder", resumable=RESUMABLE_KEYS,
+                                check_saved=lambda saved: _check_run(saved, out))
     tr, loss_cfg = config["train"], config["loss"]
     check_run_length(steps, max_minutes)
     if steps is not None:

@@ -267,24 +267,16 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     return out
 
 
-
-
-def _differences(saved: dict, config: dict) -> list[str]:
-    """Dotted keys that differ from the run's config, this trainer's run-length keys aside."""
-    from .trainer import _config_differences
-    return _config_differences(saved, config, resumable=RESUMABLE_KEYS)
-
-
 def _check_classifier_run(saved: dict, out: Path) -> None:
     if not isinstance(saved.get("model"), dict) or saved["model"].get("type") != "classifier":
         raise DifflabError(f"{str(out)!r} is a diffusion run, not a classifier run; resume it with difflab train.")
 
 
 def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
-    """The config to train with (the trainer's rules, with the classifier's keys)."""
-    from .trainer import _prepare_config as prepare
-    return prepare(out, config, resume, seed, command="train-classifier", read=lambda c: c,
-                   differences=_differences, check_saved=lambda saved: _check_classifier_run(saved, out))
+    """The config to train with (the shared rules, with the classifier's run-length keys)."""
+    from .loop import prepare_run_config
+    return prepare_run_config(out, config, resume, seed, command="train-classifier", resumable=RESUMABLE_KEYS,
+                              check_saved=lambda saved: _check_classifier_run(saved, out))
 
 
 def _schedule(config: dict):

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import json
 import time
 import warnings
 from pathlib import Path
@@ -43,7 +42,7 @@ from ..io import write_json
 from . import checkpoint, distributed
 from .ema import EMA
 from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, open_log,
-                   remove_stale_temp_files, set_lr, warmup_lr)
+                   prepare_run_config, remove_stale_temp_files, set_lr, warmup_lr)
 
 # options of a run beyond the config file's keys, with their defaults (kept in config["train"])
 RUN_OPTIONS = {"precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False}
@@ -52,16 +51,6 @@ LOG_HEADER = "step,loss,lr,grad_norm,seconds"
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _with_defaults(config: dict) -> dict:
@@ -79,65 +68,11 @@ def _with_defaults(config: dict) -> dict:
     return out
 
 
-def _config_differences(saved: dict, given: dict, resumable=RESUMABLE_KEYS) -> list[str]:
-    """Dotted keys whose values differ between a run's config and another one (``resumable``, the
-    run-length keys, aside); shared by the classifier and autoencoder trainers with their own keys."""
-    a = _flat({k: v for k, v in saved.items() if k not in ("normalization", "preset")})
-    b = _flat({k: v for k, v in given.items() if k not in ("normalization", "preset")})
-    missing = object()
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        if key in resumable:
-            continue
-        va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb:
-            show = lambda v: "unset" if v is missing else json.dumps(v)  # noqa: E731
-            diffs.append(f"{key} (run: {show(va)}, given: {show(vb)})")
-    return diffs
-
-
-def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None, *, command: str = "train",
-                    read=None, differences=None, check_saved=None) -> dict:
-    """The config to train with: on resume the run's own (checked against ``config`` if given),
-    else a copy of ``config``. Reads only, so every rank can run it before any rank writes.
-
-    Shared with ``difflab train-classifier``: ``read`` completes the saved config (default: the
-    diffusion defaults), ``differences(saved, config)`` lists the keys that may not change
-    (default: :func:`_config_differences`), ``check_saved(saved)`` may refuse a run of another kind."""
-    read = _with_defaults if read is None else read
-    differences = _config_differences if differences is None else differences
-    cfg_path = out / "config.json"
-    if resume:
-        if not cfg_path.is_file():
-            if not out.exists():
-                raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
-            raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
-        try:
-            saved = read(json.loads(cfg_path.read_text()))
-        except json.JSONDecodeError:
-            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
-        if check_saved is not None:
-            check_saved(saved)
-        if config is not None:
-            diffs = differences(saved, config)
-            if diffs:
-                more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
-                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
-                                   "Pass the preset or config file the run was started with, or choose a new --out.")
-        if seed is not None and seed != saved.get("seed"):
-            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
-                               f"{saved.get('seed')}; leave --seed out when resuming.")
-        return saved
-    if config is None:
-        raise DifflabError(f"{command} needs a config (a preset name, a config file or a dict) unless it resumes a run.")
-    if out.exists() and not out.is_dir():
-        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
-    if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
-        raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
-    config = copy.deepcopy(config)
-    if seed is not None:
-        config["seed"] = seed
-    return config
+def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
+    """The config to train with (:func:`~difflab.training.loop.prepare_run_config` with the diffusion trainer's
+    run-length keys; a saved config is completed with the defaults of keys added since it was written)."""
+    return prepare_run_config(out, config, resume, seed, command="train", resumable=RESUMABLE_KEYS,
+                              read=_with_defaults)
 
 
 def split_run_options(raw: dict) -> tuple[dict, dict]:
