@@ -92,6 +92,13 @@ def test_train_bad_config(tmp_path, capsys, config_text, match):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_an_out_it_cannot_create(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(capsys, "train", "8gaussians", "--out", tmp_path / "file" / "run", "--no-progress")
+    assert code == 2 and "cannot create the run directory" in err and "is not a writable directory" in err, err
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_train_bad_steps_and_resume(tiny_toy_config, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", tiny_toy_config, "--out", tmp_path / "r", "--steps", "-3", "--no-progress")
     assert code == 2 and "--steps must be a positive integer" in err

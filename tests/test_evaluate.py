@@ -44,6 +44,7 @@ def test_cli_eval_samples_file_writes_json_and_caches_reference(tmp_path, capsys
 def test_cli_eval_bad_input(tmp_path, capsys):
     np.savez(tmp_path / "wrong.npz", samples=np.zeros((10, 1, 28, 28), dtype=np.float32))
     np.savez(tmp_path / "nokey.npz", other=np.zeros(3))
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04junk")
     np.savez(tmp_path / "few.npz", samples=load_dataset("digits").data[:50].numpy())
     cases = [(["eval", "--samples", str(tmp_path / "wrong.npz"), "--ref", "digits"], "shape"),
              (["eval", "--samples", str(tmp_path / "few.npz"), "--ref", "digits", "--metrics", "fd"], "at least 129"),
@@ -51,6 +52,7 @@ def test_cli_eval_bad_input(tmp_path, capsys):
              (["eval", "--samples", str(tmp_path / "few.npz"), "--ref", "digits", "--features", "vgg"], "unknown feature"),
              (["eval", "--samples", str(tmp_path / "nokey.npz"), "--ref", "digits"], "array 'samples'"),
              (["eval", "--samples", str(tmp_path / "none.npz"), "--ref", "digits"], "does not exist"),
+             (["eval", "--samples", str(tmp_path / "cut.npz"), "--ref", "digits"], "is not an .npz"),
              (["eval", "--samples", str(tmp_path / "wrong.npz")], "--ref"),
              (["eval", "--samples", str(tmp_path / "wrong.npz"), "--ref", "digits", "--metrics", "fid"], "unknown metric"),
              (["eval"], "either a run")]

@@ -358,6 +358,10 @@ def test_images_of_the_wrong_size_are_refused(tmp_path):
         read_image(tmp_path / "bad.npz")
     with pytest.raises(DifflabError, match="does not exist"):
         read_image(tmp_path / "missing.png")
+    for name, content in (("cut.npz", b"PK\x03\x04junk"), ("text.npz", b"not a zip"), ("text.png", b"not a png")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DifflabError, match=name):
+            read_image(tmp_path / name)
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def _images(run, path: str, flag: str = "--image", shape=None):
     from ..tasks._common import check_image
     from ..tasks.images import read_image
 
-    x = read_image(path, f"{flag} file")
+    x = read_image(path, flag)
     check_image(x, tuple(shape or run.shape), f"{flag} file {path!r}")
     return x
 
@@ -166,7 +166,7 @@ def _cmd_upscale(a) -> None:
         if run.config["data"].get("low_res_factor"):
             raise _error(f"{a.run!r} is an SR3 model; use --method sr3 (ILVR needs an unconditional model).")
         from ..tasks.images import read_image
-        low = read_image(a.image, "--image file")
+        low = read_image(a.image, "--image")
         c, h, w = run.shape
         factor = h // low.shape[-2] if low.shape[-2] else 0
         if low.ndim != 4 or low.shape[1] != c or factor < 1 or low.shape[-2] * factor != h or low.shape[-1] * factor != w:
@@ -208,7 +208,7 @@ def _cmd_denoise(a) -> None:
     run, denoiser, gen = _load(a)
     from ..tasks._common import check_image
     from ..tasks.images import read_image
-    noisy = read_image(a.image, "--image file", bounded=False)
+    noisy = read_image(a.image, "--image", bounded=False)
     check_image(noisy, run.shape, f"--image file {a.image!r}")
     std = data_to_model_std(a.noise_std, run.normalization.scale)
     t = matching_step(run.schedule, std)

@@ -420,6 +420,7 @@ def _cmd_samplers(a) -> None:
 
 def _cmd_eval(a) -> None:
     import json
+    import zipfile
 
     import numpy as np
     import torch
@@ -441,7 +442,7 @@ def _cmd_eval(a) -> None:
             samples = torch.from_numpy(np.load(a.samples)["samples"]).float()
         except FileNotFoundError:
             raise _error(f"samples file {a.samples!r} does not exist.") from None
-        except (KeyError, ValueError, OSError) as e:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise _error(f"samples file {a.samples!r} is not an .npz with an array 'samples' ({e}).") from None
         source = a.samples
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def read_image(path: str | Path, what: str = "image", bounded: bool = True) -> t
                 if not keys:
                     raise DifflabError(f"{what} file {str(path)!r} holds no array.")
                 a = np.asarray(f[keys[0]], dtype=np.float32)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
             raise DifflabError(f"{what} file {str(path)!r} is not a readable .npz ({e}).") from None
         x = torch.from_numpy(a)
         x = x[None, None] if x.ndim == 2 else (x[:, None] if x.ndim == 3 else x)

@@ -99,8 +99,8 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, flatten_optimizer, open_log,
-                       prepare_run_config, remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
+    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, flatten_optimizer, make_run_dir,
+                       open_log, prepare_run_config, remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
 
     out = Path(out)
     config = prepare_run_config(out, None if config is None else validate(config), resume, seed,
@@ -159,7 +159,7 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
             tensors = {**{f"disc.{k}": v for k, v in disc.state_dict().items()}, **dopt_tensors}
         training.save(out, step, window, tr["keep"], tensors=tensors, state=state)
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_run_dir(out)
     remove_stale_temp_files(out)
     write_json(out / "config.json", config)
     csv_path = out / "log.csv"

@@ -148,7 +148,7 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     from ..run import Normalization
     from .distributed import World, pick_device
     from .ema import EMA
-    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, open_log,
+    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, make_run_dir, open_log,
                        remove_stale_temp_files, set_lr, warmup_lr)
 
     out = Path(out)
@@ -210,7 +210,7 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
             _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, start, split, seed, log)
         return out
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_run_dir(out)
     remove_stale_temp_files(out)
     write_json(out / "config.json", config)
     csv_path = out / "log.csv"

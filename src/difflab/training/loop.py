@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,10 +206,23 @@ def prepare_run_config(out: Path, config: dict | None, resume: bool, seed: int |
         raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
     if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
         raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise DifflabError(f"cannot create the run directory {str(out)!r}: {str(parent)!r} is not a writable directory.")
     config = copy.deepcopy(config)
     if seed is not None:
         config["seed"] = seed
     return config
+
+
+def make_run_dir(out: Path) -> None:
+    """Create the run directory ``out`` (and its parents), with one clear error when the file system refuses."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DifflabError(f"cannot create the run directory {str(out)!r} ({e.strerror or e}).") from None
 
 
 def remove_stale_temp_files(out: Path) -> None:
@@ -243,5 +257,5 @@ def open_log(csv_path: Path, step: int, header: str):
 
 
 __all__ = ["DataOrder", "flatten_optimizer", "unflatten_optimizer", "check_run_length", "dropout_seed", "warmup_lr", "set_lr",
-           "clipped_step", "TrainingState", "config_differences", "prepare_run_config", "remove_stale_temp_files",
+           "clipped_step", "TrainingState", "config_differences", "prepare_run_config", "make_run_dir", "remove_stale_temp_files",
            "open_log"]

@@ -41,7 +41,7 @@ from ..errors import DifflabError
 from ..io import write_json
 from . import checkpoint, distributed
 from .ema import EMA
-from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, open_log,
+from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, make_run_dir, open_log,
                    prepare_run_config, remove_stale_temp_files, set_lr, warmup_lr)
 
 # options of a run beyond the config file's keys, with their defaults (kept in config["train"])
@@ -277,7 +277,7 @@ def _train(config: dict, out: Path, resume: bool, world: distributed.World, dev:
 
     csv = bar = tb = None
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_run_dir(out)
         remove_stale_temp_files(out)
         write_json(out / "config.json", config)
         denoiser = build_denoiser(ema.model, config)
