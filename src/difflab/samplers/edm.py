@@ -33,6 +33,25 @@ def heun_update(x_tilde, eps, eps_next, sigma_from: float, sigma_to: float):
     return x_tilde + (sigma_to - sigma_from) * 0.5 * (eps + eps_next)
 
 
+def euler_above(denoiser, x, tt, ss, sigma_max: float):
+    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for a step t → s of a method that mixes slopes
+    from several noise levels (Heun, PLMS): the part of the step above σ̃ = ``sigma_max`` is one Euler (= DDIM) step,
+    exact there because x̂_0 hardly depends on the noise level. Returns (x, t, pred, done): unchanged with
+    pred = None when σ̃_t <= ``sigma_max``; else x at σ̃ = ``sigma_max`` and its (fractional) time, or x at s with
+    done = True when s itself lies above ``sigma_max`` or is the data; pred is the denoiser's answer at t."""
+    schedule = denoiser.schedule
+    a_t, s_t = alpha_sigma(schedule, tt)
+    if s_t / a_t <= sigma_max:
+        return x, tt, None, False
+    pred = denoiser(x, tt)
+    a_s, s_s = alpha_sigma(schedule, ss)
+    if s_s / a_s >= sigma_max or s_s == 0:
+        return a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s), ss, pred, True
+    t_b = time_at(schedule, -math.log(sigma_max))  # λ/2 = −log σ̃
+    a_b, s_b = alpha_sigma(schedule, t_b)
+    return a_b * euler_update(x / a_t, pred.eps, s_t / a_t, s_b / a_b), t_b, pred, False
+
+
 @register("euler", order=1, stochastic=False, nfe_per_step=1, min_steps=1)
 def euler(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
           progress: bool = False) -> torch.Tensor:
@@ -106,23 +125,16 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     n = len(timesteps)
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "heun"):
-        tt, ss = as_time(t), as_time(s)
+        x_t, ss = x, as_time(s)
+        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        if done:
+            if callback is not None:
+                callback(i, t, x_t, first)
+            continue
         a_t, s_t = alpha_sigma(schedule, tt)
         a_s, s_s = alpha_sigma(schedule, ss)
         sig_t, sig_s = s_t / a_t, s_s / a_s
         x_tilde, t_hat, a_hat, sig_hat = x / a_t, tt, a_t, sig_t
-        first = None
-        if sig_t > sigma_max:  # Euler (DDIM) down to σ̃ = sigma_max, or all the way when the step ends above it
-            first = denoiser(x, tt)
-            if sig_s >= sigma_max or s == 0:
-                if callback is not None:
-                    callback(i, t, x, first)
-                x = a_s * euler_update(x_tilde, first.eps, sig_t, sig_s)
-                continue
-            t_hat = time_at(schedule, -math.log(sigma_max))
-            a_hat, s_hat = alpha_sigma(schedule, t_hat)
-            x_tilde = euler_update(x_tilde, first.eps, sig_t, s_hat / a_hat)
-            sig_t = sig_hat = s_hat / a_hat
         gamma = churn_gamma(sig_t, n, s_churn, s_tmin, s_tmax)
         if gamma > 0:  # Algorithm 2: move up to σ̂ by adding fresh noise
             t_hat = time_at(schedule, -math.log(sig_t * (1 + gamma)))  # λ/2 = −log σ̂
@@ -136,6 +148,6 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
             eps_next = denoiser(a_s * x_tilde_next, ss).eps
             x_tilde_next = heun_update(x_tilde, pred.eps, eps_next, sig_hat, sig_s)
         if callback is not None:
-            callback(i, t, x, pred if first is None else first)
+            callback(i, t, x_t, pred if first is None else first)
         x = a_s * x_tilde_next
     return x

@@ -21,6 +21,7 @@ import torch
 from ..errors import DifflabError
 from . import register, step_pairs
 from .dpm_solver import alpha_sigma, as_time, time_at
+from .edm import SIGMA_MAX, euler_above
 
 WARMUPS = ("prk", "improved_euler")
 # Adams–Bashforth weights on (ε_t, ε_{t+δ}, ε_{t+2δ}, ε_{t+3δ}), newest first; order q uses row q − 1.
@@ -67,13 +68,14 @@ def improved_euler_eps(denoiser, x, eps_t, t_coefs, s_coefs):
 
 @register("plms", order=4, stochastic=False, nfe_per_step=1, min_steps=2)
 def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, progress: bool = False,
-         warmup: str = "prk") -> torch.Tensor:
+         warmup: str = "prk", sigma_max: float = SIGMA_MAX) -> torch.Tensor:
     """PLMS, the pseudo linear multistep method (Liu et al. 2022, Eq. 12): ε' from the last four ε̂ by
     the Adams–Bashforth weights, then the DDIM transfer.
 
     The four-step formula needs three earlier evaluations, so the run starts with
       * ``warmup="prk"`` (default, the paper's PNDM): the first three steps by pseudo Runge–Kutta,
-        4 NFE each; S ≥ 4 visited times cost S + 9 NFE, and the method keeps fourth order;
+        4 NFE each; S ≥ 4 visited times cost S + 9 NFE (+ 1 from above ``sigma_max``), and the method keeps
+        fourth order;
       * ``warmup="improved_euler"``: the first step by the pseudo improved Euler method (2 NFE), then
         Adams–Bashforth of orders 2 and 3 until four evaluations are known (the cheap start used by the
         latent-diffusion PLMS sampler); S + 1 NFE. Formally third order (the start's local errors are
@@ -81,27 +83,39 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     The step to the data (t = 0) never evaluates the network there: it is always the multistep
     combination of the evaluations so far. After the warm-up each step costs 1 NFE (the registered
     value). See the module note on step spacing.
+
+    Like EDM's samplers the method starts at σ̃ = ``sigma_max`` = 80 (:func:`~difflab.samplers.edm.euler_above`):
+    on the cosine schedule, whose last step has σ̃ ≈ 2·10⁴, a multistep gradient mixed from there is multiplied
+    by σ̃_t/α_t in the transfer and the run diverged (mean error 15 at 10 steps on the mixture oracle).
     """
     if warmup not in WARMUPS:
         raise DifflabError(f"plms warmup must be 'prk' or 'improved_euler', got {warmup!r}.")
+    if isinstance(sigma_max, bool) or not isinstance(sigma_max, (int, float)) or not sigma_max > 0:
+        raise DifflabError(f"plms option sigma_max must be a positive number, got {sigma_max!r}.")
     schedule = denoiser.schedule
     history: list[torch.Tensor] = []  # ε̂ at the visited times, newest last (at most four kept)
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "plms"):
-        tt, ss = as_time(t), as_time(s)
+        x_t, ss = x, as_time(s)
+        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        if done:
+            if callback is not None:
+                callback(i, t, x_t, first)
+            continue
         pred = denoiser(x, tt)
         a_t, s_t = alpha_sigma(schedule, tt)
         a_s, s_s = alpha_sigma(schedule, ss)
+        warm = len(history)  # multistep evaluations before this one: the warm-up counts them, not the steps
         history = (history + [pred.eps])[-4:]
         t_coefs, s_coefs = (tt, a_t, s_t), (ss, a_s, s_s)
-        if s != 0 and warmup == "prk" and i < 3:
+        if s != 0 and warmup == "prk" and warm < 3:
             eps = prk_eps(denoiser, x, pred.eps, t_coefs, s_coefs)
-        elif s != 0 and warmup == "improved_euler" and i == 0:
+        elif s != 0 and warmup == "improved_euler" and warm == 0:
             eps = improved_euler_eps(denoiser, x, pred.eps, t_coefs, s_coefs)
         else:
             eps = plms_eps(history)
         x_next = transfer(x, eps, a_t, s_t, a_s, s_s)
         if callback is not None:
-            callback(i, t, x, pred)
+            callback(i, t, x_t, pred if first is None else first)
         x = x_next
     return x
