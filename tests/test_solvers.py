@@ -308,8 +308,9 @@ def test_registered_metadata():
 
 
 def test_network_evaluations_per_run():
-    """NFE as documented: DPM-Solver-k k(S − 1) + 1, Heun 2S − 1 (one less when its first step starts above
-    σ̃ = 80 and is an Euler step, as on the linear schedule, at 157), multistep S, PLMS S + 9 (PRK start) or S + 1."""
+    """NFE as documented: DPM-Solver-k k(S − 1) + 1, Heun 2S − 1, multistep S, PLMS S + 9 (PRK start) or S + 1;
+    Heun and PLMS take one more for the Euler step down to σ̃ = 80 when the schedule starts above it (the linear
+    one does, at 157)."""
     den = MIXTURE.denoiser(make_schedule("linear"))
 
     class Counting:
@@ -324,9 +325,9 @@ def test_network_evaluations_per_run():
 
     steps = 10
     expected = [("dpm_solver", {"order": 3}, 3 * (steps - 1) + 1), ("dpm_solver", {"order": 2}, 2 * (steps - 1) + 1),
-                ("heun", {}, 2 * steps - 2), ("heun", {"sigma_max": 1e3}, 2 * steps - 1), ("euler", {}, steps), ("dpmpp_2m", {}, steps), ("dpmpp_3m", {}, steps),
-                ("dpmpp_2m_sde", {}, steps), ("unipc", {}, steps), ("plms", {}, steps + 9),
-                ("plms", {"sigma_max": 1e3}, steps + 9), ("plms", {"warmup": "improved_euler"}, steps + 1)]
+                ("heun", {}, 2 * steps), ("heun", {"sigma_max": 1e3}, 2 * steps - 1), ("euler", {}, steps), ("dpmpp_2m", {}, steps), ("dpmpp_3m", {}, steps),
+                ("dpmpp_2m_sde", {}, steps), ("unipc", {}, steps), ("plms", {}, steps + 10),
+                ("plms", {"sigma_max": 1e3}, steps + 9), ("plms", {"warmup": "improved_euler"}, steps + 2)]
     for sampler, kw, nfe in expected:
         counting = Counting()
         difflab.sample(counting, (8, 2), sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0), **kw)
@@ -347,8 +348,8 @@ def test_few_steps_stay_sane():
 @pytest.mark.parametrize("discretization", ["trailing", "karras"])
 def test_heun_and_plms_survive_the_cosine_schedules_last_step(discretization):
     """The cosine schedule's last step has σ̃ = σ/α ≈ 2·10⁴; a Heun step from there to t = 900 weighs the end
-    slope by σ̃_t/σ̃_s and diverged (mean error 50 at 10 steps); PLMS likewise. Taking steps that start above EDM's
-    σ_max = 80 as Euler steps keeps both near the exact ODE solution, and at 20 steps ahead of Euler."""
+    slope by σ̃_t/σ̃_s and diverged (mean error 50 at 10 steps). Starting Heun at EDM's σ_max = 80 (an Euler step
+    down to it) keeps it near the exact ODE solution, and at 20 steps ahead of Euler, as a second-order method."""
     schedule = schedules.get("cosine", T=1000)
     den = MIXTURE.denoiser(schedule)
     x_T = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

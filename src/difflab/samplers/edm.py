@@ -33,18 +33,23 @@ def heun_update(x_tilde, eps, eps_next, sigma_from: float, sigma_to: float):
     return x_tilde + (sigma_to - sigma_from) * 0.5 * (eps + eps_next)
 
 
-def euler_from_above(denoiser, x, tt, ss, sigma_max: float):
-    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for methods that mix slopes from several noise
-    levels (Heun, PLMS): a step t → s that starts above σ̃ = ``sigma_max`` is one Euler (= DDIM) step, exact there
-    because x̂_0 hardly depends on the noise level, while mixing slopes across it multiplies their differences by
-    σ̃_t/σ̃_s. Returns None when σ̃_t <= ``sigma_max`` (the method takes the step), else (x_s, the prediction at t)."""
+def euler_above(denoiser, x, tt, ss, sigma_max: float):
+    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for a step t → s of a method that mixes slopes
+    from several noise levels (Heun, PLMS): the part of the step above σ̃ = ``sigma_max`` is one Euler (= DDIM) step,
+    exact there because x̂_0 hardly depends on the noise level. Returns (x, t, pred, done): unchanged with
+    pred = None when σ̃_t <= ``sigma_max``; else x at σ̃ = ``sigma_max`` and its (fractional) time, or x at s with
+    done = True when s itself lies above ``sigma_max`` or is the data; pred is the denoiser's answer at t."""
     schedule = denoiser.schedule
     a_t, s_t = alpha_sigma(schedule, tt)
     if s_t / a_t <= sigma_max:
-        return None
+        return x, tt, None, False
     pred = denoiser(x, tt)
     a_s, s_s = alpha_sigma(schedule, ss)
-    return a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s), pred
+    if s_s / a_s >= sigma_max or s_s == 0:
+        return a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s), ss, pred, True
+    t_b = time_at(schedule, -math.log(sigma_max))  # λ/2 = −log σ̃
+    a_b, s_b = alpha_sigma(schedule, t_b)
+    return a_b * euler_update(x / a_t, pred.eps, s_t / a_t, s_b / a_b), t_b, pred, False
 
 
 @register("euler", order=1, stochastic=False, nfe_per_step=1, min_steps=1)
@@ -96,7 +101,7 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     """EDM's second-order Heun sampler (Karras et al. 2022, Algorithm 1; Algorithm 2 when s_churn > 0).
 
     Each step t → s is a Heun step in σ̃ (2 NFE), except the last one, to σ̃ = 0, which is an Euler step
-    returning x̂_0 (1 NFE): S visited times cost 2S − 1 NFE (one less for each step that starts above ``sigma_max``). With ``s_churn`` > 0 (the stochastic
+    returning x̂_0 (1 NFE): S visited times cost 2S − 1 NFE (2S when the schedule starts above ``sigma_max``). With ``s_churn`` > 0 (the stochastic
     sampler) each step whose σ̃_t lies in [``s_tmin``, ``s_tmax``] first raises the noise level to
     σ̂ = (1 + γ) σ̃_t, γ = min(s_churn/S, √2 − 1), by adding N(0, ``s_noise``² (σ̂² − σ̃_t²)) noise to x̃
     (Algorithm 2). The churned σ̂ is generally not a visited time: the denoiser is evaluated
@@ -108,7 +113,10 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     last step has σ̃ ≈ 2·10⁴), and there the trapezoid rule fails: on a step from σ̃_t to σ̃_s ≪ σ̃_t it weighs the
     end slope's error by σ̃_t/σ̃_s (on the shipped cosine MNIST model 10 Heun steps gave pure noise). Above
     ``sigma_max`` x̂_0 hardly depends on the noise level, which is exactly when the Euler (= DDIM) step is exact,
-    so a step that starts above ``sigma_max`` is an Euler step (1 NFE, :func:`euler_from_above`).
+    so the part of a step above ``sigma_max`` is one Euler step down to it (1 NFE) and Heun runs from there.
+    Measured on the shipped cosine ``mnist`` model (FD[mnist-classifier], 1,000 samples, 10 trailing steps): 3.27
+    this way, 35.1 with one DDIM step over the whole first step instead (DDIM-10 44.0, DPM-Solver++(2M)-10 38.8);
+    the exact mixture oracle slightly prefers the plain DDIM step, the real network clearly does not.
     """
     s_churn = _number(s_churn, "s_churn")
     s_tmin, s_tmax = _number(s_tmin, "s_tmin"), _number(s_tmax, "s_tmax")
@@ -120,12 +128,11 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     n = len(timesteps)
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "heun"):
-        tt, ss = as_time(t), as_time(s)
-        above = euler_from_above(denoiser, x, tt, ss, sigma_max)
-        if above is not None:
+        x_t, ss = x, as_time(s)
+        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        if done:
             if callback is not None:
-                callback(i, t, x, above[1])
-            x = above[0]
+                callback(i, t, x_t, first)
             continue
         a_t, s_t = alpha_sigma(schedule, tt)
         a_s, s_s = alpha_sigma(schedule, ss)
@@ -144,6 +151,6 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
             eps_next = denoiser(a_s * x_tilde_next, ss).eps
             x_tilde_next = heun_update(x_tilde, pred.eps, eps_next, sig_hat, sig_s)
         if callback is not None:
-            callback(i, t, x, pred)
+            callback(i, t, x_t, pred if first is None else first)
         x = a_s * x_tilde_next
     return x

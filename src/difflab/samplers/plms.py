@@ -21,7 +21,7 @@ import torch
 from ..errors import DifflabError
 from . import register, step_pairs
 from .dpm_solver import alpha_sigma, as_time, time_at
-from .edm import SIGMA_MAX, euler_from_above
+from .edm import SIGMA_MAX, euler_above
 
 WARMUPS = ("prk", "improved_euler")
 # Adams–Bashforth weights on (ε_t, ε_{t+δ}, ε_{t+2δ}, ε_{t+3δ}), newest first; order q uses row q − 1.
@@ -74,7 +74,8 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
 
     The four-step formula needs three earlier evaluations, so the run starts with
       * ``warmup="prk"`` (default, the paper's PNDM): the first three steps by pseudo Runge–Kutta,
-        4 NFE each; S ≥ 4 visited times cost S + 9 NFE, and the method keeps fourth order;
+        4 NFE each; S ≥ 4 visited times cost S + 9 NFE (+ 1 from above ``sigma_max``), and the method keeps
+        fourth order;
       * ``warmup="improved_euler"``: the first step by the pseudo improved Euler method (2 NFE), then
         Adams–Bashforth of orders 2 and 3 until four evaluations are known (the cheap start used by the
         latent-diffusion PLMS sampler); S + 1 NFE. Formally third order (the start's local errors are
@@ -83,10 +84,9 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     combination of the evaluations so far. After the warm-up each step costs 1 NFE (the registered
     value). See the module note on step spacing.
 
-    Like EDM's samplers the method starts at σ̃ = ``sigma_max`` = 80: a step from above it is a plain DDIM step
-    (:func:`~difflab.samplers.edm.euler_from_above`) whose ε̂ stays out of the history. On the cosine schedule,
-    whose last step has σ̃ ≈ 2·10⁴, a gradient mixed from there is multiplied by σ̃_t in the transfer and the run
-    diverged (mean error 15 at 10 steps on the mixture oracle).
+    Like EDM's samplers the method starts at σ̃ = ``sigma_max`` = 80 (:func:`~difflab.samplers.edm.euler_above`):
+    on the cosine schedule, whose last step has σ̃ ≈ 2·10⁴, a multistep gradient mixed from there is multiplied
+    by σ̃_t/α_t in the transfer and the run diverged (mean error 15 at 10 steps on the mixture oracle).
     """
     if warmup not in WARMUPS:
         raise DifflabError(f"plms warmup must be 'prk' or 'improved_euler', got {warmup!r}.")
@@ -96,12 +96,11 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     history: list[torch.Tensor] = []  # ε̂ at the visited times, newest last (at most four kept)
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "plms"):
-        tt, ss = as_time(t), as_time(s)
-        above = euler_from_above(denoiser, x, tt, ss, sigma_max)
-        if above is not None:
+        x_t, ss = x, as_time(s)
+        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        if done:
             if callback is not None:
-                callback(i, t, x, above[1])
-            x = above[0]
+                callback(i, t, x_t, first)
             continue
         pred = denoiser(x, tt)
         a_t, s_t = alpha_sigma(schedule, tt)
@@ -117,6 +116,6 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
             eps = plms_eps(history)
         x_next = transfer(x, eps, a_t, s_t, a_s, s_s)
         if callback is not None:
-            callback(i, t, x, pred)
+            callback(i, t, x_t, pred if first is None else first)
         x = x_next
     return x
