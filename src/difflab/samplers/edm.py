@@ -33,19 +33,23 @@ def heun_update(x_tilde, eps, eps_next, sigma_from: float, sigma_to: float):
     return x_tilde + (sigma_to - sigma_from) * 0.5 * (eps + eps_next)
 
 
-def euler_above(denoiser, x, tt, ss, sigma_max: float):
-    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for a step t → s of a method that mixes slopes
-    from several noise levels (Heun, PLMS): the part of the step above σ̃ = ``sigma_max`` is one Euler (= DDIM) step,
-    exact there because x̂_0 hardly depends on the noise level. Returns (x, t, pred, done): unchanged with
+def euler_above(denoiser, x, i: int, t, s, sigma_max: float, callback=None):
+    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for step ``i``, t → s, of a method that mixes
+    slopes from several noise levels (Heun, PLMS): the part of the step above σ̃ = ``sigma_max`` is one Euler (= DDIM)
+    step, exact there because x̂_0 hardly depends on the noise level. Returns (x, t, pred, done): unchanged with
     pred = None when σ̃_t <= ``sigma_max``; else x at σ̃ = ``sigma_max`` and its (fractional) time, or x at s with
-    done = True when s itself lies above ``sigma_max`` or is the data; pred is the denoiser's answer at t."""
+    done = True when s itself lies above ``sigma_max`` or is the data (the step then reported to
+    ``callback(i, t, x_t, pred)`` here); pred is the denoiser's answer at t."""
     schedule = denoiser.schedule
+    tt, ss = as_time(t), as_time(s)
     a_t, s_t = alpha_sigma(schedule, tt)
     if s_t / a_t <= sigma_max:
         return x, tt, None, False
     pred = denoiser(x, tt)
     a_s, s_s = alpha_sigma(schedule, ss)
     if s_s / a_s >= sigma_max or s_s == 0:
+        if callback is not None:
+            callback(i, t, x, pred)
         return a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s), ss, pred, True
     t_b = time_at(schedule, -math.log(sigma_max))  # λ/2 = −log σ̃
     a_b, s_b = alpha_sigma(schedule, t_b)
@@ -129,10 +133,8 @@ def heun(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "heun"):
         x_t, ss = x, as_time(s)
-        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        x, tt, first, done = euler_above(denoiser, x, i, t, s, sigma_max, callback)
         if done:
-            if callback is not None:
-                callback(i, t, x_t, first)
             continue
         a_t, s_t = alpha_sigma(schedule, tt)
         a_s, s_s = alpha_sigma(schedule, ss)

@@ -97,10 +97,8 @@ def plms(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None, 
     x = x_T
     for i, t, s in step_pairs(timesteps, progress, "plms"):
         x_t, ss = x, as_time(s)
-        x, tt, first, done = euler_above(denoiser, x, as_time(t), ss, sigma_max)
+        x, tt, first, done = euler_above(denoiser, x, i, t, s, sigma_max, callback)
         if done:
-            if callback is not None:
-                callback(i, t, x_t, first)
             continue
         pred = denoiser(x, tt)
         a_t, s_t = alpha_sigma(schedule, tt)
