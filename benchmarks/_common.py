@@ -13,8 +13,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def train_or_reuse(preset: str, run_dir: Path, steps: int | None = None, seed: int = 0) -> float:
     """Train ``preset`` into ``run_dir`` unless a finished run is there; return the training seconds."""
     from difflab.config import resolve
-    from difflab.training import checkpoint
-    from difflab.training.trainer import train
+    from difflab import checkpoint
+    from difflab.training.diffusion import train
 
     if run_dir.exists() and checkpoint.list_checkpoints(run_dir):
         return float("nan")

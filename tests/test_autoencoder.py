@@ -153,7 +153,7 @@ def test_autoencoder_config_errors():
 
 def test_training_with_discriminator_resumes_exactly(tmp_path):
     """2 steps + resume to 4 (VQ, patch discriminator from step 1) ends where 4 uninterrupted steps do."""
-    from difflab.training import checkpoint
+    from difflab import checkpoint
     from difflab.training.autoencoder import resolve, train_autoencoder
 
     cfg = resolve({"preset": "mnist-pairs-vq", "model": {"channels": 8, "codebook_size": 16}, "data": {"num": 48},

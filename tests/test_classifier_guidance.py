@@ -19,7 +19,8 @@ from difflab.models.classifier import build_classifier
 from difflab.samplers import sample
 from difflab.samplers.ddpm import ddpm
 from difflab.toy import GaussianMixture
-from difflab.training.classifier import load_classifier, resolve
+from difflab.saved import load_classifier
+from difflab.training.classifier import resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -56,7 +56,7 @@ def test_sample_bad_input(toy_run, tmp_path, capsys, args, match):
 def test_sample_from_missing_or_truncated_checkpoint(toy_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sample", tmp_path / "nowhere", "--out", tmp_path / "x.npz")
     assert code == 2 and "does not exist" in err
-    from difflab.training import checkpoint
+    from difflab import checkpoint
     for ckpt in checkpoint.list_checkpoints(toy_run):
         data = (ckpt / "ema.safetensors").read_bytes()
         (ckpt / "ema.safetensors").write_bytes(data[: len(data) // 2])

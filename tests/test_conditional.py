@@ -16,7 +16,7 @@ from difflab.guidance import ClassifierFreeGuidance, conditional_denoiser, guide
 from difflab.models import build_model
 from difflab.samplers import sample
 from difflab.toy import GaussianMixture
-from difflab.training.trainer import drop_labels
+from difflab.training.diffusion import drop_labels
 
 MEANS = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0]], dtype=torch.float64)
 STD = 0.2
@@ -205,7 +205,7 @@ def test_export_round_trip_and_corruption(cond_run, capsys):
     import difflab
     from safetensors.torch import load_file
 
-    from difflab.training import checkpoint
+    from difflab import checkpoint
 
     run, exported = cond_run / "run", cond_run / "exported"
     shutil.rmtree(exported, ignore_errors=True)

@@ -35,7 +35,7 @@ def runs(tmp_path_factory):
     """A tiny KL autoencoder and a tiny latent text-unet trained on its latents (a few steps each)."""
     from difflab import config as config_mod
     from difflab.training.autoencoder import resolve, train_autoencoder
-    from difflab.training.trainer import train
+    from difflab.training.diffusion import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("latent")
@@ -58,7 +58,7 @@ def runs(tmp_path_factory):
 
 def test_run_records_the_scale_factor_measured_on_the_data(runs):
     from difflab.data import load_dataset
-    from difflab.training.autoencoder import load_autoencoder
+    from difflab.saved import load_autoencoder
 
     saved = json.loads((runs["ldm"] / "config.json").read_text())
     ae = load_autoencoder(runs["ae"])
@@ -73,7 +73,7 @@ def test_run_records_the_scale_factor_measured_on_the_data(runs):
 
 
 def test_codec_round_trips_the_scale(runs):
-    from difflab.training.autoencoder import load_autoencoder
+    from difflab.saved import load_autoencoder
 
     ae = load_autoencoder(runs["ae"])
     x = torch.rand(3, 1, 28, 56) * 2 - 1
@@ -163,7 +163,7 @@ def test_autoencoder_that_does_not_match_the_run_is_refused(runs, tmp_path):
 
 def test_text_unet_needs_captions_and_config_errors(runs, tmp_path):
     from difflab import config as config_mod
-    from difflab.training.trainer import train
+    from difflab.training.diffusion import train
 
     cfg = {**runs["config"], "data": {"name": "mnist", "num": 64}}
     cfg.pop("latent")
@@ -178,7 +178,7 @@ def test_text_unet_needs_captions_and_config_errors(runs, tmp_path):
 
 def test_resume_keeps_the_measured_scale(runs, tmp_path):
     from difflab import config as config_mod
-    from difflab.training.trainer import train
+    from difflab.training.diffusion import train
 
     run_dir = tmp_path / "ldm"
     shutil.copytree(runs["ldm"], run_dir)

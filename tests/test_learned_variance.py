@@ -22,9 +22,9 @@ from difflab.models import build_model
 from difflab.random import randn
 from difflab.run import Normalization
 from difflab.samplers import discretize, spaced_timesteps
-from difflab.training import checkpoint
-from difflab.training.loop import DataOrder
-from difflab.training.trainer import train
+from difflab import checkpoint
+from difflab.training.state import DataOrder
+from difflab.training.diffusion import train
 from difflab.variational_bound import (clipped_log_posterior_variance, full_bound, hybrid_losses, model_predictor,
                                        respaced_log_variances)
 

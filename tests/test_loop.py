@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from difflab.training.loop import DataOrder, clipped_step, flatten_optimizer, open_log, unflatten_optimizer, warmup_lr
+from difflab.training.loop import clipped_step, open_log, warmup_lr
+from difflab.training.state import DataOrder, flatten_optimizer, unflatten_optimizer
 
 
 def test_warmup_lr_is_linear_then_constant():

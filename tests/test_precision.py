@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from difflab.cli.main import main
 from difflab.config import resolve
 from difflab.errors import DifflabError
-from difflab.training import checkpoint
-from difflab.training.trainer import train
+from difflab import checkpoint
+from difflab.training.diffusion import train
 
 TOY = {"preset": "8gaussians", "model": {"hidden": 32, "depth": 2, "time_dim": 16}, "diffusion": {"T": 100},
        "train": {"steps": 20, "batch_size": 64, "log_every": 1, "save_every": 0, "sample_every": 0, "num_samples": 8},

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from difflab.cli.main import main
 from difflab.config import resolve
 from difflab.errors import DifflabError
-from difflab.training import checkpoint
-from difflab.training.trainer import train
+from difflab import checkpoint
+from difflab.training.diffusion import train
 
 TINY = """
 preset: 8gaussians

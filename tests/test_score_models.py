@@ -6,7 +6,7 @@ import torch
 import difflab
 from difflab import samplers
 from difflab.config import resolve
-from difflab.training.trainer import train
+from difflab.training.diffusion import train
 
 TINY = {"model": {"hidden": 32, "depth": 2, "time_dim": 16}, "data": {"num": 2000},
         "train": {"steps": 30, "batch_size": 64, "log_every": 10, "save_every": 30, "num_samples": 16}}

@@ -367,7 +367,7 @@ def test_images_of_the_wrong_size_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from difflab.config import resolve
-    from difflab.training.trainer import train
+    from difflab.training.diffusion import train
 
     out = tmp_path_factory.mktemp("tasks") / "run"
     cfg = resolve({"preset": "digits", "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
@@ -420,7 +420,7 @@ def test_cli_commands_write_outputs_and_refuse_bad_input(tiny_run, tmp_path, cap
 
 def test_sr3_trains_and_upscales(tmp_path):
     from difflab.run import load
-    from difflab.training.trainer import train
+    from difflab.training.diffusion import train
     from difflab.config import resolve
 
     cfg = resolve({"preset": "mnist-sr", "model": {"base_channels": 8, "groups": 4}, "diffusion": {"T": 50},

@@ -11,8 +11,8 @@ import difflab
 from difflab.config import resolve
 from difflab.errors import DifflabError
 from difflab.run import Normalization
-from difflab.training import checkpoint
-from difflab.training.trainer import train
+from difflab import checkpoint
+from difflab.training.diffusion import train
 
 
 def _train(cfg_path, out, **kw):

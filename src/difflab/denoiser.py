@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from . import process
+from .errors import DifflabError
 from .schedules import Schedule, as_time
 
 Tensor = torch.Tensor
@@ -38,11 +39,72 @@ class Denoiser(Protocol):
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction: ...
 
 
+class Preconditioning:
+    """How a network meets a noise level: the one place where the input x_t is scaled (c_in), the time is
+    turned into what the network reads (c_noise), labels or context and conditioning images are passed, and
+    the raw output is read as a prediction. Karras et al. 2022 ("Elucidating the Design Space", Table 1)
+    write every model family as D(x; σ) = c_skip x + c_out F(c_in x; c_noise); here c_in and c_noise come
+    from the schedule (:meth:`~difflab.schedules.Schedule.input_scale`, ``model_time``) and the output's
+    ``parameterization`` (ε, x_0, v, score) plays the part of c_skip and c_out. Losses, the variational
+    bound, classifier guidance, the classifier trainer and every :class:`ModelDenoiser` call networks
+    through it, so training and sampling cannot disagree about how a network is called (as k-diffusion's
+    ``get_scalings`` serves both its ``loss`` and ``forward``).
+
+    ``learned_variance``: the network outputs 2C channels for C data channels (Nichol & Dhariwal 2021,
+    Sec. 3.1): the first C are the prediction in ``parameterization``, the last C the raw variance ``v_raw``.
+    """
+
+    def __init__(self, schedule: Schedule, parameterization: str = "eps", learned_variance: bool = False):
+        process.check_parameterization(parameterization)
+        self.schedule = schedule
+        self.parameterization = parameterization
+        self.learned_variance = bool(learned_variance)
+
+    def inputs(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(c_in(t) x_t, c_noise(t)): the network's input and the time it is told, for times ``t`` of shape (B,)."""
+        return process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device)
+
+    def call(self, network, x_t: Tensor, t: Tensor, labels: Tensor | int | None = None, **conditioning) -> Tensor:
+        """The raw output of ``network(c_in x_t, c_noise[, labels], **conditioning)`` (``t`` a scalar or (B,))."""
+        t = as_time(t)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        x_in, time = self.inputs(x_t, t)
+        if labels is None:
+            return network(x_in, time, **conditioning)
+        y = torch.as_tensor(labels, device=x_t.device)
+        return network(x_in, time, y.expand(x_t.shape[0]) if y.ndim == 0 else y, **conditioning)
+
+    def split(self, output: Tensor, channels: int) -> tuple[Tensor, Tensor | None]:
+        """(the prediction, v_raw or None) of a raw output."""
+        return split_output(output, channels) if self.learned_variance else (output, None)
+
+    def prediction(self, x_t: Tensor, t: Tensor, output: Tensor) -> Prediction:
+        """ε̂ and x̂_0 (and v_raw) from a raw network output."""
+        t = as_time(t)
+        if t.ndim == 0:
+            t = t.expand(x_t.shape[0])
+        output, v_raw = self.split(output, x_t.shape[1])
+        eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
+        return Prediction(eps=eps, x0=x0, v_raw=v_raw)
+
+    def target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """What the prediction part of the output regresses onto for x_t = α_t x_0 + σ_t ε (DDPM Eq. 14 for ε)."""
+        return process.target(self.schedule, self.parameterization, x0, t, eps)
+
+
+def split_output(output: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """Split a learned-variance network output of 2C channels into (ε̂, v_raw) along dim 1 (IDDPM Sec. 3.1)."""
+    if output.ndim < 2 or output.shape[1] != 2 * channels:
+        raise DifflabError(f"a learned-variance model must output 2 x {channels} = {2 * channels} channels "
+                           f"(eps, then v), got shape {tuple(output.shape)}.")
+    return output[:, :channels], output[:, channels:]
+
+
 class ModelDenoiser:
-    """Wrap a network ``model(x_t, t) -> output`` trained with the given parameterization. The
-    network receives ``schedule.model_time(t)`` (the timestep for discrete schedules, 999·t for
-    continuous ones). Gradients flow through it (likelihoods need them); samplers run it under
-    ``torch.no_grad``.
+    """Wrap a network ``model(x_t, t) -> output`` trained with the given parameterization, called through its
+    :class:`Preconditioning`. Gradients flow through it (likelihoods and losses need them); samplers run it
+    under ``torch.no_grad``.
 
     ``clip_x0``: optional (low, high) range; x̂_0 is clamped into it and ε̂ recomputed from the
     clamped x̂_0, so both stay consistent (the "clipped" sampling of the DDPM and DDIM code).
@@ -50,16 +112,15 @@ class ModelDenoiser:
     ``labels``: for a class-conditional network, the class of each sample ``(B,)`` (or one int for
     all), passed as ``model(x_t, t, labels)``; None leaves a conditional network at its null label.
 
-    ``learned_variance``: the network outputs 2C channels for C data channels (Nichol & Dhariwal 2021,
-    Sec. 3.1): the first C are the prediction in ``parameterization``, the last C are ``v_raw``, passed
-    on in :class:`Prediction` (samplers that need only ε̂ and x̂_0 ignore it).
+    ``learned_variance``: see :class:`Preconditioning`; ``v_raw`` is passed on in :class:`Prediction`
+    (samplers that need only ε̂ and x̂_0 ignore it).
     """
 
     def __init__(self, model: torch.nn.Module, schedule: Schedule, parameterization: str = "eps",
                  clip_x0: tuple[float, float] | None = None, labels: Tensor | int | None = None,
                  learned_variance: bool = False):
-        process.check_parameterization(parameterization)
         self.model = model
+        self.preconditioning = Preconditioning(schedule, parameterization, learned_variance)
         self.schedule = schedule
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
@@ -71,23 +132,13 @@ class ModelDenoiser:
         return ModelDenoiser(self.model, self.schedule, self.parameterization, self.clip_x0, labels,
                              self.learned_variance)
 
+    def network(self, x_t: Tensor, t: Tensor, labels: Tensor | int | None = None, **conditioning) -> Tensor:
+        """The network's raw output at (x_t, t), as losses read it."""
+        return self.preconditioning.call(self.model, x_t, t, labels, **conditioning)
+
     def predict(self, x_t: Tensor, t: Tensor, labels: Tensor | int | None = None) -> Prediction:
         """ε̂ and x̂_0 of the network for ``labels``, before clipping."""
-        t = as_time(t)
-        if t.ndim == 0:
-            t = t.expand(x_t.shape[0])
-        x_in, time = process.model_input(self.schedule, x_t, t), self.schedule.model_time(t).to(x_t.device)
-        if labels is None:
-            output = self.model(x_in, time)
-        else:
-            y = torch.as_tensor(labels, device=x_t.device)
-            output = self.model(x_in, time, y.expand(x_t.shape[0]) if y.ndim == 0 else y)
-        v_raw = None
-        if self.learned_variance:
-            from .variational_bound import split_output
-            output, v_raw = split_output(output, x_t.shape[1])
-        eps, x0 = process.to_eps_x0(self.schedule, self.parameterization, x_t, t, output)
-        return Prediction(eps=eps, x0=x0, v_raw=v_raw)
+        return self.preconditioning.prediction(x_t, t, self.network(x_t, t, labels))
 
     def clip(self, x_t: Tensor, t: Tensor, pred: Prediction) -> Prediction:
         """Clamp x̂_0 into ``clip_x0`` and recompute ε̂ from it (no-op without a range)."""
@@ -101,3 +152,19 @@ class ModelDenoiser:
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
         return self.clip(x_t, t, self.predict(x_t, t, self.labels))
+
+
+def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
+    """The :class:`ModelDenoiser` a run's config describes: its schedule, parameterization and variance, and
+    x̂_0 clipped to [−1, 1] for images (to the largest latent magnitude measured on the data for latent runs)
+    when the config's ``sample.clip`` is on."""
+    from . import schedules
+
+    diff = config["diffusion"]
+    schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
+    clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
+    if "latent" in config:  # latents are clipped to the largest magnitude measured on the data (difflab.latent)
+        c = config["latent"].get("clip")
+        clip = (-c, c) if c and config["sample"]["clip"] else None
+    return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
+                         learned_variance=diff.get("learned_variance", False))

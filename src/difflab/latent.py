@@ -78,7 +78,7 @@ def check_section(latent: dict) -> dict:
 
 
 def _load(config: dict, device):
-    from .training.autoencoder import load_autoencoder
+    from .saved import load_autoencoder
 
     path = Path(config["latent"]["autoencoder"])
     if not path.is_dir():

@@ -524,3 +524,20 @@ def plot_process_images(rows: list[list], row_labels: list[str] | None, col_labe
     if title:
         fig.suptitle(title)
     return _save_figure(fig, path)
+
+
+def save_samples(samples: torch.Tensor, path: str | Path, kind: str, reference: torch.Tensor | None = None) -> Path:
+    """Write samples (data coordinates): ``.npz`` gets the array ``samples``; ``.png`` a grid (images)
+    or a scatter plot (toys)."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix == ".npz":
+        with atomic_path(path) as tmp:
+            np.savez(tmp, samples=samples.detach().cpu().numpy().astype(np.float32))
+        return path
+    if path.suffix == ".png":
+        if kind == "image":
+            return save_image_grid(samples, path)
+        return save_scatter(samples, path, reference=reference)
+    raise DifflabError(f"output file {str(path)!r} must end in .png or .npz.")

@@ -47,7 +47,7 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
     """Write the ``weights`` (ema or model) of a run's newest valid checkpoint as an exported model
     in ``out``, atomically (a temporary directory renamed into place). Returns ``out``."""
     from .io import _fsync_dir
-    from .training import checkpoint
+    from . import checkpoint
 
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():

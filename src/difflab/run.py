@@ -9,64 +9,14 @@ deviation, images mapped to [−1, 1]); the map between the two is stored in the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .data.normalization import Normalization  # noqa: F401 (re-exported)
+from .denoiser import build_denoiser
+from .plotting import save_samples  # noqa: F401 (re-exported)
 from .errors import DifflabError
-
-
-@dataclass
-class Normalization:
-    """model = (data − shift) / scale, per feature (toys) or for every pixel (images)."""
-
-    kind: str            # "toy" or "image"
-    shape: tuple         # per-example shape, (2,) or (C, H, W)
-    shift: list          # one value per feature for toys, [0.5] for images
-    scale: float
-
-    @classmethod
-    def fit(cls, kind: str, data: torch.Tensor) -> "Normalization":
-        shape = tuple(data.shape[1:])
-        if kind == "image":
-            return cls(kind, shape, [0.5], 0.5)
-        shift = data.double().mean(0)
-        scale = float((data.double() - shift).std(0).mean())
-        return cls(kind, shape, shift.tolist(), scale)
-
-    def _shift(self, x: torch.Tensor) -> torch.Tensor:
-        s = torch.tensor(self.shift, dtype=x.dtype, device=x.device)
-        return s.reshape(-1, *([1] * (x.ndim - 2))) if self.kind == "image" else s
-
-    def to_model(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self._shift(x)) / self.scale
-
-    def to_data(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.scale + self._shift(x)
-        return x.clamp(0, 1) if self.kind == "image" else x
-
-    def to_config(self) -> dict:
-        return {"kind": self.kind, "shape": list(self.shape), "shift": list(self.shift), "scale": self.scale}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "Normalization":
-        return cls(cfg["kind"], tuple(cfg["shape"]), list(cfg["shift"]), float(cfg["scale"]))
-
-
-def build_denoiser(model: torch.nn.Module, config: dict):
-    """The :class:`~difflab.denoiser.ModelDenoiser` a run's config describes."""
-    from . import schedules
-    from .denoiser import ModelDenoiser
-
-    diff = config["diffusion"]
-    schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
-    clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
-    if "latent" in config:  # latents are clipped to the largest magnitude measured on the data (difflab.latent)
-        c = config["latent"].get("clip")
-        clip = (-c, c) if c and config["sample"]["clip"] else None
-    return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
-                         learned_variance=diff.get("learned_variance", False))
 
 
 class Run:
@@ -104,7 +54,7 @@ class Run:
         ``classes[i % len]``, or all of them with ``compose``) and ``guidance="cfg"`` with scale w
         (see :func:`difflab.guidance.conditional_denoiser`). For any image model:
         ``guidance="classifier"`` with ``classifier`` (a classifier run directory or a loaded
-        :class:`~difflab.training.classifier.ClassifierRun`) and scale s: Algorithm 1 of Dhariwal &
+        :class:`~difflab.saved.ClassifierRun`) and scale s: Algorithm 1 of Dhariwal &
         Nichol 2021 (the mean shift) with the ``ddpm`` sampler, Algorithm 2 (the ε shift) with the others.
         For a text-conditioned model: ``prompts`` (a text or a list; sample i gets ``prompts[i % len]``), with
         ``guidance="cfg"`` towards them (the empty prompt being the null condition). A latent run samples
@@ -124,7 +74,7 @@ class Run:
             classes = [classes]
         network = classifier  # anything but None without guidance="classifier" is refused below
         if classifier is not None and guidance == "classifier":
-            from .training.classifier import ClassifierRun, load_classifier
+            from .saved import ClassifierRun, load_classifier
 
             if not isinstance(classifier, ClassifierRun):
                 classifier = load_classifier(classifier)
@@ -233,7 +183,7 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
     (:func:`difflab.pretrained.names`)."""
     from . import pretrained
     from .models import build_model
-    from .training import checkpoint
+    from . import checkpoint
 
     if weights not in ("ema", "model"):
         raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
@@ -259,24 +209,3 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
         from .latent import load_codec
         codec = load_codec(config, device)
     return Run(run_dir, config, model.to(device), step, codec)
-
-
-def save_samples(samples: torch.Tensor, path: str | Path, kind: str, reference: torch.Tensor | None = None) -> Path:
-    """Write samples (data coordinates): ``.npz`` gets the array ``samples``; ``.png`` a grid (images)
-    or a scatter plot (toys)."""
-    import numpy as np
-
-    from .io import atomic_path
-
-    path = Path(path)
-    if path.suffix == ".npz":
-        with atomic_path(path) as tmp:
-            np.savez(tmp, samples=samples.detach().cpu().numpy().astype(np.float32))
-        return path
-    if path.suffix == ".png":
-        from . import plotting
-
-        if kind == "image":
-            return plotting.save_image_grid(samples, path)
-        return plotting.save_scatter(samples, path, reference=reference)
-    raise DifflabError(f"output file {str(path)!r} must end in .png or .npz.")

@@ -26,8 +26,8 @@ from typing import Callable, Optional
 import torch
 
 from . import process
+from .denoiser import split_output
 from .errors import DifflabError
-from .objectives import noised_output
 from .random import GeneratorLike, randn
 from .schedules import Schedule
 
@@ -255,22 +255,15 @@ def prior_bpd(schedule: Schedule, x0: Tensor) -> Tensor:
     return _bits_per_dim(normal_kl(mean, torch.log(var), zero, zero))
 
 
-def split_output(output: Tensor, channels: int) -> tuple[Tensor, Tensor]:
-    """Split a learned-variance network output of 2C channels into (ε̂, v_raw) along dim 1 (IDDPM Sec. 3.1)."""
-    if output.ndim < 2 or output.shape[1] != 2 * channels:
-        raise DifflabError(f"a learned-variance model must output 2 x {channels} = {2 * channels} channels "
-                           f"(eps, then v), got shape {tuple(output.shape)}.")
-    return output[:, :channels], output[:, channels:]
-
-
 def model_predictor(model: torch.nn.Module, schedule: Schedule, learned_variance: bool = True, y: Tensor | None = None) -> Predict:
     """A ``predict(x_t, t) -> (ε̂, v_raw or None)`` for :func:`full_bound` from an ε-prediction network
-    called as ``model(x_t, t)`` (or ``model(x_t, t, y)``), with 2C output channels if ``learned_variance``."""
+    called through its :class:`~difflab.denoiser.Preconditioning`, with 2C output channels if ``learned_variance``."""
+    from .denoiser import Preconditioning
+
+    pre = Preconditioning(schedule, "eps", learned_variance)
+
     def predict(x_t: Tensor, t: Tensor):
-        time = schedule.model_time(t).to(device=x_t.device, dtype=x_t.dtype)
-        x_in = process.model_input(schedule, x_t, t)
-        output = model(x_in, time) if y is None else model(x_in, time, y)
-        return split_output(output, x_t.shape[1]) if learned_variance else (output, None)
+        return pre.split(pre.call(model, x_t, t, y), x_t.shape[1])
     return predict
 
 
@@ -341,11 +334,12 @@ def l_hybrid(schedule: Schedule, x0: Tensor, x_t: Tensor, t, noise: Tensor, outp
     return simple + lam * l_vlb(schedule, x0, x_t, t, output, clip_x0, bins, cdf)
 
 
-def hybrid_losses(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t, noise: Tensor | None = None,
-                  generator: GeneratorLike = None, lam: float = HYBRID_LAMBDA, y: Tensor | None = None,
-                  objective: str = "hybrid") -> dict[str, Tensor]:
+def hybrid_losses(denoiser, x0: Tensor, t, noise: Tensor | None = None, generator: GeneratorLike = None,
+                  lam: float = HYBRID_LAMBDA, y: Tensor | None = None, objective: str = "hybrid",
+                  **conditioning) -> dict[str, Tensor]:
     """One training step's per-example losses for a learned-variance ε-network (IDDPM Eq. 16): draws
-    x_t ~ q(x_t | x_0) at the given t, runs ``model(x_t, t[, y])`` (2C output channels) and returns
+    x_t ~ q(x_t | x_0) at the given t, runs the network of ``denoiser`` (a learned-variance
+    :class:`~difflab.denoiser.ModelDenoiser`, 2C output channels) through its preconditioning and returns
     ``{"loss": L_hybrid, "mse": L_simple, "vlb": L_vlb}``, each (B,). Weight ``loss`` by the timestep
     sampler's importance weights, and feed the sampler the unweighted ``loss``.
 
@@ -353,11 +347,12 @@ def hybrid_losses(model: torch.nn.Module, schedule: Schedule, x0: Tensor, t, noi
     mean as well as the variance (no stop-gradient), and ``mse`` is reported only."""
     if objective not in OBJECTIVES:
         raise DifflabError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
+    schedule = denoiser.schedule
     t = _timesteps(schedule, t, x0)
     if noise is None:
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
-    x_t, output = noised_output(model, schedule, x0, t, noise, y)
-    output = output.to(x0.dtype)
+    x_t = process.q_sample(schedule, x0, t, noise)
+    output = denoiser.network(x_t, t, y, **conditioning).to(x0.dtype)
     mse = _eps_mse(split_output(output, x0.shape[1])[0], noise)
     if objective == "vlb":
         vlb = l_vlb(schedule, x0, x_t, t, output, stop_gradient=False)

@@ -78,7 +78,7 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False) -> None:
     from ..config import resolve
     from ..data import load_dataset
     from ..run import load, save_samples
-    from ..training.trainer import train
+    from ..training.diffusion import train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):

@@ -178,7 +178,7 @@ def _cmd_train(a) -> None:
     from ..config import load_file, resolve
     from ..errors import DifflabError
     from ..training.distributed import from_env
-    from ..training.trainer import split_run_options, train
+    from ..training.diffusion import split_run_options, train
 
     try:
         _check_resumable(a)
@@ -233,7 +233,7 @@ def _cmd_sample(a) -> None:
     scale = (default_scale if a.scale is None else a.scale) if default_scale is not None else 0.0
     classifier = None
     if a.guidance == "classifier":
-        from ..training.classifier import load_classifier
+        from ..saved import load_classifier
         classifier = load_classifier(a.classifier)
     if a.compose and not a.classes:
         raise _error("--compose needs --classes K1,K2.")

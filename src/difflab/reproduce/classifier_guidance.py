@@ -17,8 +17,9 @@ SCALES = (0.0, 1.0, 10.0)
 
 def classifier_or_train(ctx):
     """The noise-aware digits classifier in ``ctx.runs / digits-classifier``, trained there when absent."""
-    from ..training import checkpoint
-    from ..training.classifier import load_classifier, resolve, train_classifier
+    from .. import checkpoint
+    from ..saved import load_classifier
+    from ..training.classifier import resolve, train_classifier
 
     path = ctx.runs / "digits-classifier"
     if not (path.exists() and checkpoint.list_checkpoints(path)):

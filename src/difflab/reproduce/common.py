@@ -26,8 +26,8 @@ def run_or_train(ctx: Context, run_name: str, config: dict, steps: int):
     """Load ``ctx.runs / run_name`` if it holds a finished checkpoint, else train ``config`` there for ``steps``
     steps (fewer with ``--quick``). Returns (the loaded run, whether it was reused)."""
     from ..run import load
-    from ..training import checkpoint
-    from ..training.trainer import train
+    from .. import checkpoint
+    from ..training.diffusion import train
 
     path = ctx.runs / run_name
     if path.exists() and checkpoint.list_checkpoints(path):

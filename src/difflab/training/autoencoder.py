@@ -19,20 +19,21 @@ generators), so ``--resume`` continues exactly; and, at the end, ``eval.json`` a
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .. import regularizers
-from ..config import check_integer, check_number, fill_sections
+from ..checks import check_integer, check_number, fill_sections
+from ..data import load_dataset
+from ..data.normalization import Normalization
 from ..errors import DifflabError
 from ..io import write_json
-from . import checkpoint
-
-KIND = "autoencoder"
-LOG_HEADER = "step,loss,reconstruction,regularizer,lr,grad_norm,seconds"
+from ..saved import AUTOENCODER
+from .loop import LoopOptions, check_run_length, fit
+from .run_config import prepare_run_config
+from .state import flatten_optimizer, unflatten_optimizer
+from .trainable import Trainable
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
 
 SECTIONS: dict[str, dict] = {
@@ -53,7 +54,7 @@ def validate(config: dict) -> dict:
     """Fill the defaults of an autoencoder config and check every key; return the complete config."""
     from ..models.autoencoder import complete_autoencoder_config, latent_shape
 
-    out = {"kind": KIND, **fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization", "kind",
+    out = {"kind": AUTOENCODER, **fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization", "kind",
                                                              "latent_shape"}, "autoencoder config")}
     out["model"] = complete_autoencoder_config(config.get("model", {}) or {})
     out["latent_shape"] = list(latent_shape(out["model"]))
@@ -85,8 +86,98 @@ def resolve(spec: str | dict) -> dict:
 
 
 def _check_run(saved: dict, out: Path) -> None:
-    if saved.get("kind") != KIND:
+    if saved.get("kind") != AUTOENCODER:
         raise DifflabError(f"{str(out)!r} is not an autoencoder run; resume it with the command that made it.")
+
+
+class AutoencoderTrainable(Trainable):
+    """The first stage of latent diffusion: L_rec + w_reg L_reg (+ w_adv L_adv) per example, with a patch
+    discriminator trained alongside when ``loss.disc_weight`` > 0."""
+
+    metrics = ("loss", "reconstruction", "regularizer")
+
+    def __init__(self, config: dict):
+        self.config = config
+        m, loss = config["model"], config["loss"]
+        self.name = f"train-autoencoder {m['type']}"
+        self.loss_title = f"{m['type']} autoencoder: loss per example"
+        self.reg_weight = loss["kl_weight"] if m["type"] == "kl" else loss["commitment_weight"]
+        self.disc = self.disc_opt = None
+
+    def setup(self, device: torch.device) -> int:
+        config = self.config
+        d, m = config["data"], config["model"]
+        dataset = load_dataset(d["name"], num=d["num"], seed=config["seed"])
+        if dataset.kind != "image":
+            raise DifflabError(f"dataset {d['name']!r} holds points; an autoencoder is for images.")
+        if dataset.shape != (m["in_channels"], m["image_height"], m["image_width"]):
+            raise DifflabError(f"dataset {d['name']!r} holds {'x'.join(map(str, dataset.shape))} images but the "
+                               f"autoencoder expects {m['in_channels']}x{m['image_height']}x{m['image_width']}; set "
+                               "model.in_channels, model.image_height and model.image_width to match.")
+        norm = Normalization.fit("image", dataset.data)
+        config["normalization"] = norm.to_config()
+        self.data, self.device = norm.to_model(dataset.data).to(device), device
+        return self.data.shape[0]
+
+    def build(self) -> torch.nn.Module:
+        from ..models.autoencoder import PatchDiscriminator, build_autoencoder
+
+        m, tr = self.config["model"], self.config["train"]
+        model = build_autoencoder(m)
+        if self.config["loss"]["disc_weight"] > 0:
+            self.disc = PatchDiscriminator(m["in_channels"]).to(self.device)
+            self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=tr["lr"], betas=(0.5, 0.9))
+        return model
+
+    def optimizers(self, model: torch.nn.Module) -> list[torch.optim.Optimizer]:
+        tr = self.config["train"]
+        opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], betas=(0.5, 0.9))
+        return [opt] if self.disc is None else [opt, self.disc_opt]
+
+    def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
+        return {"x": self.data[idx], "generator": generator}
+
+    def loss(self, net, batch: dict, part: slice) -> tuple[torch.Tensor, dict]:
+        loss_cfg = self.config["loss"]
+        x = batch["x"][part]
+        x_rec, reg = net(x, batch["generator"])
+        rec = regularizers.reconstruction_loss(x, x_rec, loss_cfg["reconstruction"])
+        losses = rec + self.reg_weight * reg
+        self._adversarial = self.disc is not None and self._step > loss_cfg["disc_start"]
+        if self._adversarial:
+            losses = losses + loss_cfg["disc_weight"] * regularizers.hinge_generator_loss(self.disc(x_rec))
+            self._pair = (x, x_rec.detach())
+        return losses, {"reconstruction": rec.detach(), "regularizer": reg.detach().expand_as(rec)}
+
+    def after_step(self, step: int) -> None:
+        if self._adversarial:  # the discriminator's hinge step on this batch (Rombach et al. 2022, Appx. G)
+            x, x_rec = self._pair
+            d_loss = regularizers.hinge_discriminator_loss(self.disc(x), self.disc(x_rec))
+            self.disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.disc_opt.step()
+        self._step = step + 1
+
+    def state(self) -> tuple[dict, dict]:
+        if self.disc is None:
+            return {}, {}
+        dopt_tensors, groups = flatten_optimizer(self.disc_opt, prefix="dopt.")
+        return {**{f"disc.{k}": v for k, v in self.disc.state_dict().items()}, **dopt_tensors}, {"disc_param_groups": groups}
+
+    def load_state(self, tensors: dict, state: dict) -> None:
+        self._step = state["step"] + 1
+        if self.disc is not None:
+            self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
+            self.disc_opt.load_state_dict(unflatten_optimizer(tensors, state["disc_param_groups"], prefix="dopt."))
+
+    _step = 1
+    _adversarial = False
+
+    def finish(self, ema_model: torch.nn.Module, out: Path, step: int, log) -> None:
+        evaluate(ema_model, self.config, out, step, log)
+
+    def finished(self, out: Path, step: int) -> bool:
+        return (out / "eval.json").exists()
 
 
 def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = None, seed: int | None = None,
@@ -94,134 +185,16 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
                       max_minutes: float | None = None, log=print) -> Path:
     """Train (or, with ``resume``, continue) the autoencoder run ``out``; returns ``out``.
     ``max_minutes`` stops this session after that long, with a checkpoint to resume from."""
-    from ..data import load_dataset
-    from ..models.autoencoder import PatchDiscriminator, build_autoencoder
-    from ..run import Normalization
-    from .distributed import World, pick_device
-    from .ema import EMA
-    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, flatten_optimizer, make_run_dir,
-                       open_log, prepare_run_config, remove_stale_temp_files, set_lr, unflatten_optimizer, warmup_lr)
-
     out = Path(out)
     config = prepare_run_config(out, None if config is None else validate(config), resume, seed,
                                 command="train-autoencoder", resumable=RESUMABLE_KEYS,
                                 check_saved=lambda saved: _check_run(saved, out))
-    tr, loss_cfg = config["train"], config["loss"]
     check_run_length(steps, max_minutes)
     if steps is not None:
-        tr["steps"] = steps
-    dev = pick_device(device, World())
-    seed = config["seed"]
-    d = config["data"]
-    dataset = load_dataset(d["name"], num=d["num"], seed=seed)
-    if dataset.kind != "image":
-        raise DifflabError(f"dataset {d['name']!r} holds points; an autoencoder is for images.")
-    m = config["model"]
-    if dataset.shape != (m["in_channels"], m["image_height"], m["image_width"]):
-        raise DifflabError(f"dataset {d['name']!r} holds {'x'.join(map(str, dataset.shape))} images but the autoencoder "
-                           f"expects {m['in_channels']}x{m['image_height']}x{m['image_width']}; set model.in_channels, "
-                           "model.image_height and model.image_width to match.")
-    norm = Normalization.fit("image", dataset.data)
-    config["normalization"] = norm.to_config()
-    data = norm.to_model(dataset.data).to(dev)
-
-    torch.manual_seed(seed)
-    model = build_autoencoder(m).to(dev)
-    ema = EMA(model, tr["ema_decay"])
-    opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"], betas=(0.5, 0.9))
-    use_disc = loss_cfg["disc_weight"] > 0
-    disc = PatchDiscriminator(m["in_channels"]).to(dev) if use_disc else None
-    disc_opt = torch.optim.AdamW(disc.parameters(), lr=tr["lr"], betas=(0.5, 0.9)) if use_disc else None
-    data_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = DataOrder(data.shape[0], tr["batch_size"], data_gen)
-    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
-    start, window = 0, [0.0, 0.0, 0.0, 0]  # loss, reconstruction and regulariser sums, steps not yet logged
-
-    if resume and checkpoint.list_checkpoints(out):
-        ckpt = checkpoint.latest_valid(out)
-        start, state, extra = training.restore(ckpt)
-        if use_disc:
-            disc.load_state_dict({k[5:]: v for k, v in extra.items() if k.startswith("disc.")})
-            disc_opt.load_state_dict(unflatten_optimizer(extra, state["disc_param_groups"], prefix="dopt."))
-        window = list(state["log_window"])
-        log(f"resuming {out} from step {start} ({ckpt.name})")
-    if start >= tr["steps"]:
-        log(f"{out} has already been trained for {start} steps (target {tr['steps']}); nothing to do.")
-        if start == tr["steps"] and not (out / "eval.json").exists():
-            evaluate(ema.model, config, out, start, log)
-        return out
-
-    def save(step: int) -> None:
-        tensors, state = {}, {}
-        if use_disc:
-            dopt_tensors, state["disc_param_groups"] = flatten_optimizer(disc_opt, prefix="dopt.")
-            tensors = {**{f"disc.{k}": v for k, v in disc.state_dict().items()}, **dopt_tensors}
-        training.save(out, step, window, tr["keep"], tensors=tensors, state=state)
-
-    make_run_dir(out)
-    remove_stale_temp_files(out)
-    write_json(out / "config.json", config)
-    csv_path = out / "log.csv"
-    bar = None
-    if progress:
-        from ..progress import progress_bar
-        bar = progress_bar(total=tr["steps"], initial=start, desc=f"train-autoencoder {m['type']}", unit="step")
-    reg_weight = loss_cfg["kl_weight"] if m["type"] == "kl" else loss_cfg["commitment_weight"]
-    t0, step, stopped = time.perf_counter(), start, False
-    model.train()
-    try:
-        with open_log(csv_path, start, LOG_HEADER) as csv:
-            for step in range(start + 1, tr["steps"] + 1):
-                lr = warmup_lr(tr["lr"], tr["warmup"], step)
-                set_lr(lr, *((opt, disc_opt) if use_disc else (opt,)))
-                x = data[order.next().to(dev)]
-                x_rec, reg = model(x, noise_gen)
-                rec = regularizers.reconstruction_loss(x, x_rec, loss_cfg["reconstruction"])
-                loss = (rec + reg_weight * reg).mean()
-                adversarial = use_disc and step > loss_cfg["disc_start"]
-                if adversarial:
-                    loss = loss + loss_cfg["disc_weight"] * regularizers.hinge_generator_loss(disc(x_rec))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = clipped_step(model, opt, tr["grad_clip"])
-                ema.update(model)
-                if adversarial:
-                    d_loss = regularizers.hinge_discriminator_loss(disc(x), disc(x_rec.detach()))
-                    disc_opt.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    disc_opt.step()
-                window = [window[0] + float(loss.detach()), window[1] + float(rec.detach().mean()),
-                          window[2] + float(reg.detach().mean()), window[3] + 1]
-                if bar is not None:
-                    bar.update(1)
-                if step % tr["log_every"] == 0 or step == tr["steps"]:
-                    k = window[3]
-                    csv.write(f"{step},{window[0] / k:.6g},{window[1] / k:.6g},{window[2] / k:.6g},{lr:.6g},"
-                              f"{grad_norm:.6g},{time.perf_counter() - t0:.2f}\n")
-                    csv.flush()
-                    if bar is not None:
-                        bar.set_postfix(rec=f"{window[1] / k:.2f}", refresh=False)
-                    window = [0.0, 0.0, 0.0, 0]
-                time_up = max_minutes is not None and time.perf_counter() - t0 >= 60 * max_minutes and step < tr["steps"]
-                if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"] or time_up:
-                    save(step)
-                if time_up:
-                    stopped = True
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - t0
-    from .. import plotting
-    plotting.plot_loss_curves_from_csv(csv_path, out / "loss.png", title=f"{m['type']} autoencoder: loss per example")
-    if stopped:
-        log(f"stopped {out} at the --max-minutes limit with a checkpoint at step {step} ({step - start} steps in "
-            f"{wall:.1f}s); continue with --resume")
-        return out
-    log(f"trained {out}: step {step}/{tr['steps']} ({step - start} steps in {wall:.1f}s)")
-    evaluate(ema.model, config, out, step, log)
-    return out
+        config["train"]["steps"] = steps
+    opts = LoopOptions.from_section(config["train"])
+    return fit(AutoencoderTrainable(config), out, opts, config["seed"], resume=resume, device=device,
+               progress=progress, max_minutes=max_minutes, log=log)
 
 
 @torch.no_grad()
@@ -235,10 +208,8 @@ def evaluate(model, config: dict, out: Path | None, step: int, log=print) -> dic
     """Reconstruction PSNR (dB, images in [0, 1]) and ``FD[mnist-classifier]`` between the judge's features of
     the originals' and the reconstructions' 28 x 28 cells, on the first ``train.eval_num`` test canvases;
     writes ``eval.json`` and ``reconstructions.png`` (originals above their reconstructions) into ``out``."""
-    from ..data import load_dataset
     from ..evaluate import JudgeFeatures, cells
     from ..metrics.frechet import frechet_distance_of
-    from ..run import Normalization
 
     norm = Normalization.from_config(config["normalization"])
     test = load_dataset(config["data"]["name"], num=config["train"]["eval_num"], split="test", seed=config["seed"])
@@ -259,37 +230,3 @@ def evaluate(model, config: dict, out: Path | None, step: int, log=print) -> dic
     log(f"held-out reconstruction: PSNR {result['psnr_db']:.2f} dB, FD[{judge.name}] {float(fd):.3f} "
         f"({x.shape[0]} canvases)")
     return result
-
-
-@dataclass
-class AutoencoderRun:
-    """A trained autoencoder with its config (data normalisation, latent shape)."""
-
-    path: Path
-    config: dict
-    model: torch.nn.Module
-    step: int
-
-    @property
-    def latent_shape(self) -> tuple:
-        return tuple(self.config["latent_shape"])
-
-    @property
-    def image_shape(self) -> tuple:
-        m = self.config["model"]
-        return (m["in_channels"], m["image_height"], m["image_width"])
-
-
-def load_autoencoder(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> AutoencoderRun:
-    """The newest valid checkpoint of an autoencoder run, in eval mode, gradients off."""
-    from ..models.autoencoder import build_autoencoder
-
-    path = Path(path)
-    if not path.is_dir():
-        raise DifflabError(f"autoencoder run {str(path)!r} does not exist.")
-    config = checkpoint.read_config(path, "an autoencoder run")
-    if config.get("kind") != KIND:
-        raise DifflabError(f"{str(path)!r} is not an autoencoder run (made by difflab train-autoencoder).")
-    model = build_autoencoder(config["model"])
-    step = checkpoint.load_latest(model, path, weights, "autoencoder")
-    return AutoencoderRun(path, config, model.to(device).eval().requires_grad_(False), step)

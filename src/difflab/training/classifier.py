@@ -22,18 +22,23 @@ One process; no torchrun.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .. import process
-from ..config import check_integer, check_number, fill_sections
+from ..checks import check_integer, check_number, fill_sections
+from ..data.normalization import Normalization
+from ..denoiser import Preconditioning
 from ..errors import DifflabError
 from ..io import write_json
-from . import checkpoint
+from ..objectives import uniform_timesteps
+from ..random import randn
+from ..saved import classifier_schedule
+from .loop import LoopOptions, check_run_length, fit
+from .run_config import prepare_run_config
+from .trainable import Trainable
 
 _DIGITS_LIKE = {"data": {"name": "digits"},
                 "model": {"type": "classifier", "in_channels": 1, "image_size": 8, "base_channels": 32,
@@ -68,7 +73,6 @@ SECTIONS: dict[str, dict] = {
     "train": {"steps": 2000, "batch_size": 128, "lr": 3e-4, "weight_decay": 0.05, "warmup": 100, "grad_clip": 1.0,
               "ema_decay": 0.999, "log_every": 50, "save_every": 1000, "keep": 2, "eval_num": 1000},
 }
-LOG_HEADER = "step,loss,accuracy,lr,grad_norm,seconds"
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
 _HAS_TEST_SPLIT = ("mnist", "fashion-mnist", "idx")
@@ -135,6 +139,64 @@ def _split(config: dict, seed: int):
             f"the last {n_eval} of the {len(train)} loaded images (not trained on)", train)
 
 
+class ClassifierTrainable(Trainable):
+    """The noise-aware classifier: x_t = q_sample(x_0, t) for t uniform over the schedule, cross-entropy of its
+    label, the network called through the same :class:`~difflab.denoiser.Preconditioning` as the model it will
+    guide."""
+
+    metrics = ("loss", "accuracy")
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.name = f"train-classifier {config['data']['name']}"
+        self.loss_title = f"{config['data']['name']} classifier: cross-entropy"
+        self.schedule = classifier_schedule(config)
+        self.preconditioning = Preconditioning(self.schedule)
+
+    def setup(self, device: torch.device) -> int:
+        config = self.config
+        x_train, y_train, x_eval, y_eval, self.split, dataset = _split(config, config["seed"])
+        top = int(dataset.labels.max())
+        model_cfg = config["model"]
+        if model_cfg["num_classes"] is None:
+            model_cfg["num_classes"] = top + 1
+        elif top >= model_cfg["num_classes"] or int(dataset.labels.min()) < 0:
+            raise DifflabError(f"dataset {dataset.name!r} has labels up to {top}, but model.num_classes is "
+                               f"{model_cfg['num_classes']}; set it to at least {top + 1}.")
+        c, h, w = dataset.shape
+        if (model_cfg["in_channels"], model_cfg["image_size"], model_cfg["image_size"]) != (c, h, w):
+            raise DifflabError(f"dataset {dataset.name!r} holds {c}x{h}x{w} images but the classifier expects "
+                               f"{model_cfg['in_channels']}x{model_cfg['image_size']}x{model_cfg['image_size']}; "
+                               "set model.in_channels and model.image_size to match.")
+        norm = Normalization.fit("image", dataset.data)
+        config["normalization"] = norm.to_config()
+        self.data, self.labels = norm.to_model(x_train).to(device), y_train.long().to(device)
+        self.x_eval, self.y_eval = norm.to_model(x_eval).to(device), y_eval.long().to(device)
+        self.device = device
+        return self.data.shape[0]
+
+    def build(self) -> torch.nn.Module:
+        from ..models.classifier import build_classifier
+        return build_classifier(self.config["model"])
+
+    def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
+        x0 = self.data[idx]
+        t = uniform_timesteps(self.schedule, idx.shape[0], generator, self.device)
+        return {"x_t": process.q_sample(self.schedule, x0, t, randn(x0.shape, generator, self.device, x0.dtype)),
+                "t": t, "y": self.labels[idx]}
+
+    def loss(self, net, batch: dict, part: slice) -> tuple[torch.Tensor, dict]:
+        y = batch["y"][part]
+        logits = self.preconditioning.call(net, batch["x_t"][part], batch["t"][part])
+        return F.cross_entropy(logits, y, reduction="none"), {"accuracy": (logits.argmax(1) == y).float()}
+
+    def finish(self, ema_model: torch.nn.Module, out: Path, step: int, log) -> None:
+        _evaluate(ema_model, self.schedule, self.x_eval, self.y_eval, out, step, self.split, self.config["seed"], log)
+
+    def finished(self, out: Path, step: int) -> bool:
+        return (out / "eval.json").exists()
+
+
 def train_classifier(config: dict | None, out: str | Path, steps: int | None = None, seed: int | None = None,
                      resume: bool = False, device: str | None = None, progress: bool = True,
                      max_minutes: float | None = None, log=print) -> Path:
@@ -142,15 +204,6 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
 
     ``config``: a resolved config (:func:`resolve`), or None when resuming (the run's own is used).
     ``max_minutes`` stops this session after that long, with a checkpoint to resume from."""
-    from ..models.classifier import build_classifier
-    from ..objectives import uniform_timesteps
-    from ..random import randn
-    from ..run import Normalization
-    from .distributed import World, pick_device
-    from .ema import EMA
-    from .loop import (DataOrder, TrainingState, check_run_length, clipped_step, dropout_seed, make_run_dir, open_log,
-                       remove_stale_temp_files, set_lr, warmup_lr)
-
     out = Path(out)
     if config is not None:
         config = validate(config)
@@ -159,131 +212,20 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
             try:
                 config["model"]["num_classes"] = json.loads(saved.read_text())["model"]["num_classes"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                pass  # _prepare_config names the problem
-    config = _prepare_config(out, config, resume, seed)
-    tr = config["train"]
+                pass  # prepare_run_config names the problem
+    config = prepare_run_config(out, config, resume, seed, command="train-classifier", resumable=RESUMABLE_KEYS,
+                                check_saved=lambda saved: _check_classifier_run(saved, out))
     check_run_length(steps, max_minutes)
     if steps is not None:
-        tr["steps"] = steps
-    dev = pick_device(device, World())
-    seed = config["seed"]
-
-    x_train, y_train, x_eval, y_eval, split, dataset = _split(config, seed)
-    top = int(dataset.labels.max())
-    model_cfg = config["model"]
-    if model_cfg["num_classes"] is None:
-        model_cfg["num_classes"] = top + 1
-    elif top >= model_cfg["num_classes"] or int(dataset.labels.min()) < 0:
-        raise DifflabError(f"dataset {dataset.name!r} has labels up to {top}, but model.num_classes is "
-                           f"{model_cfg['num_classes']}; set it to at least {top + 1}.")
-    c, h, w = dataset.shape
-    if (model_cfg["in_channels"], model_cfg["image_size"], model_cfg["image_size"]) != (c, h, w):
-        raise DifflabError(f"dataset {dataset.name!r} holds {c}x{h}x{w} images but the classifier expects "
-                           f"{model_cfg['in_channels']}x{model_cfg['image_size']}x{model_cfg['image_size']}; "
-                           "set model.in_channels and model.image_size to match.")
-    norm = Normalization.fit("image", dataset.data)
-    config["normalization"] = norm.to_config()
-    data = norm.to_model(x_train).to(dev)
-    labels = y_train.long().to(dev)
-    schedule = _schedule(config)
-
-    torch.manual_seed(seed)
-    model = build_classifier(model_cfg).to(dev)
-    ema = EMA(model, tr["ema_decay"])
-    opt = torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])
-    data_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = DataOrder(data.shape[0], tr["batch_size"], data_gen)
-    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
-    start, window = 0, [0.0, 0.0, 0]  # loss sum, accuracy sum, steps not yet logged
-
-    if resume and checkpoint.list_checkpoints(out):
-        ckpt = checkpoint.latest_valid(out)
-        start, state, _ = training.restore(ckpt)
-        window = list(state["log_window"])
-        log(f"resuming {out} from step {start} ({ckpt.name})")
-    elif resume:
-        log(f"{out} holds no checkpoint yet; starting it from step 0")
-    if start >= tr["steps"]:
-        log(f"{out} has already been trained for {start} steps (target {tr['steps']}); nothing to do.")
-        if start == tr["steps"] and not (out / "eval.json").exists():  # killed after the last save
-            _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, start, split, seed, log)
-        return out
-
-    make_run_dir(out)
-    remove_stale_temp_files(out)
-    write_json(out / "config.json", config)
-    csv_path = out / "log.csv"
-    bar = None
-    if progress:
-        from ..progress import progress_bar
-        bar = progress_bar(total=tr["steps"], initial=start, desc=f"train-classifier {config['data']['name']}", unit="step")
-    t0, step, stopped = time.perf_counter(), start, False
-    model.train()
-    try:
-        with open_log(csv_path, start, LOG_HEADER) as csv:
-            for step in range(start + 1, tr["steps"] + 1):
-                lr = warmup_lr(tr["lr"], tr["warmup"], step)
-                set_lr(lr, opt)
-                torch.manual_seed(dropout_seed(seed, 0, step))
-                idx = order.next().to(dev)
-                x0, y = data[idx], labels[idx]
-                t = uniform_timesteps(schedule, tr["batch_size"], noise_gen, dev)
-                x_t = process.q_sample(schedule, x0, t, randn(x0.shape, noise_gen, dev, x0.dtype))
-                logits = model(process.model_input(schedule, x_t, t), schedule.model_time(t).to(dev))
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = clipped_step(model, opt, tr["grad_clip"])
-                ema.update(model)
-                window = [window[0] + float(loss.detach()), window[1] + float((logits.argmax(1) == y).float().mean()), window[2] + 1]
-                if bar is not None:
-                    bar.update(1)
-                if step % tr["log_every"] == 0 or step == tr["steps"]:
-                    mean_loss, mean_acc = window[0] / window[2], window[1] / window[2]
-                    window = [0.0, 0.0, 0]
-                    csv.write(f"{step},{mean_loss:.6g},{mean_acc:.4f},{lr:.6g},{grad_norm:.6g},{time.perf_counter() - t0:.2f}\n")
-                    csv.flush()
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{mean_acc:.3f}", refresh=False)
-                time_up = max_minutes is not None and time.perf_counter() - t0 >= 60 * max_minutes and step < tr["steps"]
-                if (tr["save_every"] and step % tr["save_every"] == 0) or step == tr["steps"] or time_up:
-                    training.save(out, step, window, tr["keep"])
-                if time_up:
-                    stopped = True
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - t0
-    from .. import plotting
-    plotting.plot_loss_curves_from_csv(csv_path, out / "loss.png", title=f"{config['data']['name']} classifier: cross-entropy")
-    if stopped:
-        log(f"stopped {out} at the --max-minutes limit with a checkpoint at step {step} ({step - start} steps in "
-            f"{wall:.1f}s); continue with --resume")
-        return out
-    log(f"trained {out}: step {step}/{tr['steps']} ({step - start} steps in {wall:.1f}s)")
-    _evaluate(ema.model, schedule, norm.to_model(x_eval).to(dev), y_eval.long().to(dev), out, step, split, seed, log)
-    return out
+        config["train"]["steps"] = steps
+    opts = LoopOptions.from_section(config["train"])
+    return fit(ClassifierTrainable(config), out, opts, config["seed"], resume=resume, device=device, progress=progress,
+               max_minutes=max_minutes, log=log)
 
 
 def _check_classifier_run(saved: dict, out: Path) -> None:
     if not isinstance(saved.get("model"), dict) or saved["model"].get("type") != "classifier":
         raise DifflabError(f"{str(out)!r} is a diffusion run, not a classifier run; resume it with difflab train.")
-
-
-def _prepare_config(out: Path, config: dict | None, resume: bool, seed: int | None) -> dict:
-    """The config to train with (the shared rules, with the classifier's run-length keys)."""
-    from .loop import prepare_run_config
-    return prepare_run_config(out, config, resume, seed, command="train-classifier", resumable=RESUMABLE_KEYS,
-                              check_saved=lambda saved: _check_classifier_run(saved, out))
-
-
-def _schedule(config: dict):
-    from .. import schedules
-
-    d = config["diffusion"]
-    return schedules.get(d["schedule"], d["T"], **d.get("schedule_params", {}))
 
 
 def eval_times(schedule) -> list:
@@ -297,15 +239,13 @@ def eval_times(schedule) -> list:
 def accuracy(model, schedule, x0: torch.Tensor, y: torch.Tensor, t, generator: torch.Generator,
              batch_size: int = 500) -> float:
     """The fraction of ``x0`` (model coordinates) whose noised x_t at time ``t`` the classifier labels ``y``."""
-    from ..random import randn
-
     model.eval()
     right = 0
     for lo in range(0, x0.shape[0], batch_size):
         xb, yb = x0[lo:lo + batch_size], y[lo:lo + batch_size]
         tb = torch.full((xb.shape[0],), t, dtype=torch.float64 if isinstance(t, float) else torch.long)
         x_t = process.q_sample(schedule, xb, tb, randn(xb.shape, generator, xb.device, xb.dtype))
-        logits = model(process.model_input(schedule, x_t, tb), schedule.model_time(tb).to(xb.device))
+        logits = Preconditioning(schedule).call(model, x_t, tb)
         right += int((logits.argmax(1) == yb).sum())
     return right / max(1, x0.shape[0])
 
@@ -318,65 +258,3 @@ def _evaluate(model, schedule, x0, y, out: Path, step: int, split: str, seed: in
     log("held-out accuracy (EMA weights, " + split + "): " +
         ", ".join(f"t={r['t']:g}: {100 * r['accuracy']:.1f}%" for r in rows))
     return result
-
-
-@dataclass
-class ClassifierRun:
-    """A trained noise-aware classifier with its config (schedule, normalisation, image shape)."""
-
-    path: Path
-    config: dict
-    model: torch.nn.Module
-    step: int
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.config["model"]["num_classes"])
-
-    @property
-    def shape(self) -> tuple:
-        m = self.config["model"]
-        return (m["in_channels"], m["image_size"], m["image_size"])
-
-    @property
-    def schedule(self):
-        return _schedule(self.config)
-
-    def check_fits(self, schedule, shape: tuple, normalization: dict) -> None:
-        """Refuse, in one sentence, to guide a model of another image shape, data normalisation or schedule.
-
-        A schedule mismatch is an error, not a warning: the classifier reads the time the network is
-        given, which names a different noise level under another schedule, so its gradient would be
-        silently wrong."""
-        c, h, w = self.shape
-        if tuple(shape) != self.shape:
-            dims = "x".join(map(str, shape))
-            raise DifflabError(f"the classifier in {str(self.path)!r} was trained on {c}x{h}x{w} images but the model "
-                               f"makes samples of shape {dims}; train a classifier on the model's data.")
-        mine = self.config["normalization"]
-        if normalization.get("kind") != "image" or [normalization.get("shift"), normalization.get("scale")] != \
-                [mine["shift"], mine["scale"]]:
-            raise DifflabError(f"the classifier in {str(self.path)!r} expects images scaled to [-1, 1], but the model "
-                               f"works in other coordinates ({normalization.get('kind')}, shift {normalization.get('shift')}, "
-                               f"scale {normalization.get('scale')}).")
-        ours, theirs = self.schedule.to_config(), schedule.to_config()
-        if ours != theirs:
-            show = lambda c: ", ".join(f"{k} {v}" for k, v in c.items())  # noqa: E731
-            raise DifflabError(f"the classifier in {str(self.path)!r} was trained on another diffusion schedule "
-                               f"({show(ours)}) than the model's ({show(theirs)}); train it with the model's "
-                               "diffusion section.")
-
-
-def load_classifier(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> ClassifierRun:
-    """The newest valid checkpoint of a classifier run (``weights``: "ema" or "model"), in eval mode."""
-    from ..models.classifier import build_classifier
-
-    path = Path(path)
-    if not path.is_dir():
-        raise DifflabError(f"classifier directory {str(path)!r} does not exist.")
-    config = checkpoint.read_config(path, "a classifier run")
-    if not isinstance(config.get("model"), dict) or config["model"].get("type") != "classifier":
-        raise DifflabError(f"{str(path)!r} is a diffusion run, not a classifier; train one with difflab train-classifier.")
-    model = build_classifier(config["model"])
-    step = checkpoint.load_latest(model, path, weights, "classifier")
-    return ClassifierRun(path, config, model.to(device).eval().requires_grad_(False), step)

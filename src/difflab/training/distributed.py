@@ -6,7 +6,7 @@ without touching the network, so bad input (a world size that does not divide th
 refused on every rank before any process waits for another; :meth:`World.start` then joins the
 process group: gloo on the CPU, NCCL on CUDA.
 
-How the trainer splits the work (see :mod:`difflab.training.trainer`): every rank draws the same
+How the trainer splits the work (see :mod:`difflab.training.diffusion`): every rank draws the same
 global batch of indices, timesteps and noise from generators seeded alike, and keeps the slice
 ``rank * B/N : (rank + 1) * B/N``; DDP averages the gradients, so N processes take the same
 optimizer steps as one process with the whole batch, up to float rounding. Rank 0 alone keeps

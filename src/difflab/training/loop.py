@@ -1,76 +1,89 @@
-"""What every trainer here shares (diffusion models, noise-aware classifiers, autoencoders): shuffled
-minibatches, the resumable state saved with the weights, learning-rate warm-up, the clipped optimizer
-step, and the CSV log that a resumed run continues.
+"""The one training loop (Ho et al. 2020, Algorithm 1 and Appx. B: AdamW, warm-up, clipping, EMA weights),
+shared by everything difflab trains: diffusion objectives, the noise-aware classifier, the autoencoder.
 
-A run killed at any moment and resumed ends bit for bit where an uninterrupted one does because the
-state holds everything that decides the next step: the weights and their EMA, the optimizer's moments,
-the data order and position, the two generators (data order; noise and timesteps), and the half-filled
-log window. :class:`TrainingState` writes and reads all of it; a trainer adds its own tensors (a
-timestep sampler's history, a discriminator) under its own prefixes.
+What it trains is a :class:`~difflab.training.trainable.Trainable`: it loads its data, builds its network, draws
+the randomness of one global batch and returns per-example losses with the metrics to log. The loop owns the
+rest: the step range and the time limit, learning-rate warm-up, gradient accumulation, torchrun DDP, bf16
+autocast, ``torch.compile``, channels-last, the EMA, the clipped step, logging (CSV, TensorBoard when it is
+installed, a progress bar), sample grids, atomic checkpoints and exact resume.
+
+One optimizer step sees a global batch of B = ``batch_size`` examples. Their indices and every random draw of
+the trainable are made for the whole batch from generators seeded by the run's seed; under torchrun each of N
+processes keeps its slice of B/N (DDP averages the gradients), and with ``grad_accum`` = K each slice is fed
+in K micro-batches whose gradients add up. So the number of processes and K change the float rounding, not the
+run. Dropout draws from the global generator, reseeded every step from (seed, rank, step). A run killed at any
+moment and resumed ends bit for bit where an uninterrupted one does (:class:`~difflab.training.state.TrainingState`).
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import os
-from dataclasses import dataclass
+import contextlib
+import time
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from .. import checkpoint
+from ..checks import check_integer, check_number
 from ..errors import DifflabError
-from . import checkpoint
+from ..io import write_json, write_text
+from . import distributed
+from .ema import EMA
+from .run_config import make_run_dir, remove_stale_temp_files
+from .state import DataOrder, TrainingState
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-class DataOrder:
-    """Shuffled minibatches, epoch after epoch, from its own generator; its state is saveable."""
+@dataclass
+class LoopOptions:
+    """How the loop runs, with each default in this one place (a config's ``train`` section fills them)."""
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
-        self.n, self.batch_size, self.generator = n, batch_size, generator
-        self.perm = torch.randperm(n, generator=generator)
-        self.pos = 0
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 50
+    sample_every: int = 0
+    save_every: int = 1000
+    keep: int = 2
+    precision: str = "fp32"
+    grad_accum: int = 1
+    compile: bool = False
+    channels_last: bool = False
 
-    def next(self) -> torch.Tensor:
-        idx = []
-        need = self.batch_size
-        while need > 0:
-            if self.pos >= self.n:
-                self.perm = torch.randperm(self.n, generator=self.generator)
-                self.pos = 0
-            take = self.perm[self.pos:self.pos + need]
-            self.pos += take.numel()
-            need -= take.numel()
-            idx.append(take)
-        return torch.cat(idx)
+    @classmethod
+    def from_section(cls, train: dict) -> "LoopOptions":
+        """The options a ``train`` section sets (its other keys belong to the trainable), checked."""
+        opts = cls(**{f.name: train[f.name] for f in fields(cls) if f.name in train})
+        opts.check()
+        return opts
 
-
-def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str = "opt.") -> tuple[dict[str, torch.Tensor], list]:
-    """An optimizer's state as flat tensors ``<prefix><param id>.<key>`` (for safetensors) and its param groups
-    (for JSON)."""
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for key, value in st.items():
-            tensors[f"{prefix}{pid}.{key}"] = torch.as_tensor(value)
-    return tensors, sd["param_groups"]
-
-
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: list, prefix: str = "opt.") -> dict:
-    """The optimizer state dict that :func:`flatten_optimizer` flattened (other tensors are ignored)."""
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if not name.startswith(prefix):
-            continue
-        pid, key = name[len(prefix):].split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    return {"state": state, "param_groups": groups}
+    def check(self) -> None:
+        for key, flag in (("steps", "--steps"), ("batch_size", "train.batch_size"), ("log_every", "--log-every"),
+                          ("grad_accum", "--grad-accum"), ("keep", "train.keep")):
+            check_integer(getattr(self, key), flag)
+        check_integer(self.warmup, "train.warmup", 0)
+        for key, flag in (("sample_every", "--sample-every"), ("save_every", "--save-every")):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise DifflabError(f"{flag} must be an integer >= 0 (0: only at the end), got {v!r}.")
+        check_number(self.lr, "train.lr", positive=True)
+        check_number(self.grad_clip, "train.grad_clip", why="0 turns clipping off")
+        check_number(self.ema_decay, "train.ema_decay", high=1)
+        if self.precision not in PRECISIONS:
+            raise DifflabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        for key, flag in (("compile", "--compile"), ("channels_last", "--channels-last")):
+            if not isinstance(getattr(self, key), bool):
+                raise DifflabError(f"{flag} must be true or false, got {getattr(self, key)!r}.")
 
 
 def check_run_length(steps: int | None, max_minutes: float | None) -> None:
     """Refuse a ``--steps`` that is not a positive integer and a ``--max-minutes`` that is not a positive number."""
-    from ..config import check_integer, check_number
-
     if steps is not None:
         check_integer(steps, "--steps")
     if max_minutes is not None:
@@ -104,158 +117,244 @@ def clipped_step(model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: 
     return norm
 
 
-@dataclass
-class TrainingState:
-    """The weights, their EMA (None on the processes that keep none), the optimizer, the generators of the data
-    order and of the noise, and the data order itself: what :meth:`save` writes and :meth:`restore` reads."""
-
-    model: torch.nn.Module
-    ema: object
-    opt: torch.optim.Optimizer
-    data_gen: torch.Generator
-    noise_gen: torch.Generator
-    order: DataOrder
-
-    def save(self, out: Path, step: int, window: list, keep: int, tensors: dict | None = None,
-             state: dict | None = None) -> None:
-        """A checkpoint of this state at ``step`` with the log ``window``; ``tensors`` and ``state`` add a
-        trainer's own tensors and JSON values."""
-        opt_tensors, groups = flatten_optimizer(self.opt)
-        trainer = {**opt_tensors, "rng.data": self.data_gen.get_state(), "rng.noise": self.noise_gen.get_state(),
-                   "data.perm": self.order.perm, **(tensors or {})}
-        meta = {"param_groups": groups, "data_pos": self.order.pos, "ema_updates": self.ema.updates,
-                "log_window": window, **(state or {})}
-        checkpoint.save(out, step, {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
-                                    "trainer": trainer}, meta, keep=keep)
-
-    def restore(self, ckpt: Path) -> tuple[int, dict, dict]:
-        """Load the checkpoint ``ckpt`` into this state; returns (its step, its JSON state, its trainer tensors)
-        for what a trainer keeps beside (the log window, a sampler's history)."""
-        state = json.loads((ckpt / "state.json").read_text())
-        self.model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
-        if self.ema is not None:
-            self.ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
-            self.ema.updates = state["ema_updates"]
-        extra = checkpoint.load_tensors(ckpt, "trainer")
-        self.opt.load_state_dict(unflatten_optimizer(extra, state["param_groups"]))
-        self.data_gen.set_state(extra["rng.data"])
-        self.noise_gen.set_state(extra["rng.noise"])
-        self.order.perm, self.order.pos = extra["data.perm"].long(), state["data_pos"]
-        return state["step"], state, extra
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_differences(saved: dict, given: dict, resumable=frozenset()) -> list[str]:
-    """Dotted keys whose values differ between a run's config and another one, the ``resumable`` keys (those a
-    resumed run may change, such as its length) aside."""
-    a = _flat({k: v for k, v in saved.items() if k not in ("normalization", "preset")})
-    b = _flat({k: v for k, v in given.items() if k not in ("normalization", "preset")})
-    missing = object()
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        if key in resumable:
-            continue
-        va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb:
-            show = lambda v: "unset" if v is missing else json.dumps(v)  # noqa: E731
-            diffs.append(f"{key} (run: {show(va)}, given: {show(vb)})")
-    return diffs
-
-
-def prepare_run_config(out: Path, config: dict | None, resume: bool, seed: int | None, *, command: str,
-                       resumable=frozenset(), read=None, check_saved=None) -> dict:
-    """The config to train the run ``out`` with: on resume the run's own (completed by ``read``, refused by
-    ``check_saved`` if of another kind, and checked against ``config`` if given: only the ``resumable`` keys may
-    differ), else a copy of ``config`` for a new run directory. Reads only, so every rank can run it before any
-    rank writes. ``command`` names the command in the error for a missing config."""
-    cfg_path = out / "config.json"
-    if resume:
-        if not cfg_path.is_file():
-            if not out.exists():
-                raise DifflabError(f"cannot resume: run directory {str(out)!r} does not exist.")
-            raise DifflabError(f"cannot resume: {str(out)!r} is not a run directory (no config.json).")
-        try:
-            saved = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
-        saved = saved if read is None else read(saved)
-        if check_saved is not None:
-            check_saved(saved)
-        if config is not None:
-            diffs = config_differences(saved, config, resumable)
-            if diffs:
-                more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
-                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
-                                   "Pass the preset or config file the run was started with, or choose a new --out.")
-        if seed is not None and seed != saved.get("seed"):
-            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
-                               f"{saved.get('seed')}; leave --seed out when resuming.")
-        return saved
-    if config is None:
-        raise DifflabError(f"{command} needs a config (a preset name, a config file or a dict) unless it resumes a run.")
-    if out.exists() and not out.is_dir():
-        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
-    if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
-        raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise DifflabError(f"cannot create the run directory {str(out)!r}: {str(parent)!r} is not a writable directory.")
-    config = copy.deepcopy(config)
-    if seed is not None:
-        config["seed"] = seed
-    return config
-
-
-def make_run_dir(out: Path) -> None:
-    """Create the run directory ``out`` (and its parents), with one clear error when the file system refuses."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DifflabError(f"cannot create the run directory {str(out)!r} ({e.strerror or e}).") from None
-
-
-def remove_stale_temp_files(out: Path) -> None:
-    """Temporary files of atomic writes that a killed run left behind (config, log, plots, grids)."""
-    patterns = [(out, ".config.json.*"), (out, ".log.csv.*"), (out, ".loss.png.*"), (out / "samples", ".step_*")]
-    for folder, pattern in patterns:
-        for p in folder.glob(pattern):
-            if p.is_file() and ".tmp" in p.name:
-                p.unlink(missing_ok=True)
-
-
 def open_log(csv_path: Path, step: int, header: str):
     """``log.csv`` opened for appending at ``step``: the rows a resumed run will write again (after ``step``)
     and any row a killed process left half-written are dropped; a new log starts with ``header``."""
     width = header.count(",") + 1
 
     def keep(line: str) -> bool:
-        fields = line.split(",")
-        if len(fields) != width or not fields[0].isdigit() or int(fields[0]) > step:
+        fields_ = line.split(",")
+        if len(fields_) != width or not fields_[0].isdigit() or int(fields_[0]) > step:
             return False
         try:
-            [float(f) for f in fields[1:]]
+            [float(f) for f in fields_[1:]]
         except ValueError:
             return False
         return True
-
-    from ..io import write_text
 
     old = csv_path.read_text().splitlines() if csv_path.exists() else []
     write_text(csv_path, "\n".join([header] + [ln for ln in old if keep(ln)]) + "\n")
     return open(csv_path, "a")
 
 
-__all__ = ["DataOrder", "flatten_optimizer", "unflatten_optimizer", "check_run_length", "dropout_seed", "warmup_lr", "set_lr",
-           "clipped_step", "TrainingState", "config_differences", "prepare_run_config", "make_run_dir", "remove_stale_temp_files",
-           "open_log"]
+def _autocast(precision: str, device: torch.device):
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    try:
+        return torch.autocast(device_type=device.type, dtype=dtype)
+    except RuntimeError as e:  # pragma: no cover - devices without bf16 autocast
+        raise DifflabError(f"--precision {precision} is not supported on {device.type} ({e}).") from None
+
+
+def _compile(net: torch.nn.Module) -> torch.nn.Module:
+    try:
+        return torch.compile(net)
+    except Exception as e:
+        raise DifflabError(f"--compile: torch.compile is not usable here ({str(e).strip().splitlines()[0][:200]}); "
+                           "run without --compile.") from None
+
+
+def _channels_last(net):
+    """``net`` fed its image arguments in the channels-last memory format."""
+    def to_memory(x):
+        return x.contiguous(memory_format=torch.channels_last) if isinstance(x, torch.Tensor) and x.ndim == 4 else x
+
+    def call(*args, **kwargs):
+        return net(*[to_memory(a) for a in args], **{k: to_memory(v) for k, v in kwargs.items()})
+    return call
+
+
+def _tensorboard(out: Path, start: int):
+    """A TensorBoard writer into the run directory, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # ImportError, or a broken tensorboard install: the CSV log is enough
+        return None
+    return SummaryWriter(log_dir=str(out), purge_step=start + 1 if start else None)
+
+
+class _Log:
+    """The CSV log, TensorBoard events and the progress bar of rank 0 (nothing on the other ranks)."""
+
+    def __init__(self, trainable, out: Path, start: int, opts: LoopOptions, main: bool, progress: bool):
+        self.names = trainable.metrics
+        self.csv = self.tb = self.bar = None
+        if not main:
+            return
+        self.csv = open_log(out / "log.csv", start, ",".join(["step", *self.names, "lr", "grad_norm", "seconds"]))
+        self.tb = _tensorboard(out, start)
+        if progress:
+            from ..progress import progress_bar
+            self.bar = progress_bar(total=opts.steps, initial=start, desc=trainable.name, unit="step")
+
+    def row(self, step: int, means: list[float], lr: float, grad_norm: float, seconds: float) -> None:
+        if self.csv is None:
+            return
+        self.csv.write(",".join([str(step), *(f"{m:.6g}" for m in means), f"{lr:.6g}", f"{grad_norm:.6g}",
+                                 f"{seconds:.2f}"]) + "\n")
+        self.csv.flush()
+        if self.tb is not None:
+            for name, value in (*zip(self.names, means), ("lr", lr), ("grad_norm", grad_norm)):
+                self.tb.add_scalar(f"train/{name}", value, step)
+            self.tb.flush()
+        if self.bar is not None:
+            self.bar.set_postfix({n: f"{m:.4f}" for n, m in zip(self.names, means)}, refresh=False)
+
+    def close(self) -> None:
+        for thing in (self.csv, self.bar, self.tb):
+            if thing is not None:
+                thing.close()
+
+
+def fit(trainable, out: str | Path, opts: LoopOptions, seed: int, resume: bool = False, device: str | None = None,
+        progress: bool = True, max_minutes: float | None = None, log=print) -> Path:
+    """Train ``trainable`` in the run directory ``out`` (continuing its newest valid checkpoint with ``resume``)
+    for ``opts.steps`` steps or ``max_minutes``, whichever ends first; returns ``out``. Under torchrun every
+    process calls this; rank 0 alone writes and logs."""
+    out = Path(out)
+    check_run_length(None, max_minutes)
+    world = distributed.from_env()
+    micro = distributed.check_split(opts.batch_size, world.world_size, opts.grad_accum)
+    dev = distributed.pick_device(device, world)
+    if not world.is_main:
+        log = lambda *_: None  # noqa: E731
+        progress = False
+    world.start(dev)
+    try:
+        result = _fit(trainable, out, opts, seed, resume, world, dev, micro, progress, log, max_minutes)
+        world.barrier()  # every rank leaves together: the others wait for rank 0's last grid and checkpoint
+        return result
+    finally:
+        world.stop()
+
+
+def _fit(trainable, out: Path, opts: LoopOptions, seed: int, resume: bool, world: distributed.World,
+         dev: torch.device, micro: int, progress: bool, log, max_minutes: float | None) -> Path:
+    main = world.is_main
+    n = trainable.setup(dev)
+    torch.manual_seed(seed)  # the initial weights, alike on every rank
+    model = trainable.build().to(dev)
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = EMA(model, opts.ema_decay) if main else None
+    opt, *more_opts = trainable.optimizers(model)
+    data_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator().manual_seed(seed + 1)
+    order = DataOrder(n, opts.batch_size, data_gen)
+    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
+    width = len(trainable.metrics)
+    start, window = 0, [0.0] * width + [0]  # sums of each metric's step means not yet logged, and their count
+
+    if resume and checkpoint.list_checkpoints(out):
+        with warnings.catch_warnings():
+            if not main:
+                warnings.simplefilter("ignore")
+            ckpt = checkpoint.latest_valid(out)
+        start, state, extra = training.restore(ckpt)
+        window = list(state.get("log_window", window))
+        trainable.load_state(extra, state)
+        log(f"resuming {out} from step {start} ({ckpt.name})")
+    elif resume:
+        log(f"{out} holds no checkpoint yet; starting it from step 0")
+    if start >= opts.steps:
+        log(f"{out} has already been trained for {start} steps (target {opts.steps}); nothing to do.")
+        if main and start == opts.steps and not trainable.finished(out, start):  # killed after the last save
+            trainable.finish(ema.model, out, start, log)
+        return out
+    world.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
+
+    ddp = world.wrap(model, dev)
+    net = _compile(ddp) if opts.compile else ddp
+    if opts.channels_last:
+        net = _channels_last(net)
+    autocast = _autocast(opts.precision, dev)
+    per_rank = opts.batch_size // world.world_size
+
+    def train_step(step: int) -> tuple[list[float], float, float]:
+        """One optimizer step on the global batch; returns (this rank's metric sums, grad norm, lr)."""
+        lr = warmup_lr(opts.lr, opts.warmup, step)
+        set_lr(lr, opt, *more_opts)
+        torch.manual_seed(dropout_seed(seed, world.rank, step))
+        batch = trainable.draw(order.next().to(dev), noise_gen)
+        opt.zero_grad(set_to_none=True)
+        sums = torch.zeros(width, dtype=torch.float64, device=dev)
+        lo = world.rank * per_rank
+        for k in range(opts.grad_accum):
+            part = slice(lo + k * micro, lo + (k + 1) * micro)
+            sync = ddp.no_sync() if world.started and k < opts.grad_accum - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast:
+                    losses, metrics = trainable.loss(net, batch, part)
+                (losses.sum() / per_rank).backward()
+            for i, name in enumerate(trainable.metrics):
+                sums[i] += (losses if name == "loss" else metrics[name]).detach().double().sum()
+        trainable.after_backward(batch, world, dev)
+        grad_norm = clipped_step(model, opt, opts.grad_clip)
+        if main:
+            ema.update(model)
+        trainable.after_step(step)
+        return sums.tolist(), grad_norm, lr
+
+    def save(step: int) -> None:
+        tensors, state = trainable.state()
+        training.save(out, step, window, opts.keep, tensors=tensors, state={"world_size": world.world_size, **state})
+
+    if main:
+        make_run_dir(out)
+        remove_stale_temp_files(out)
+        write_json(out / "config.json", trainable.config)
+    logger = _Log(trainable, out, start, opts, main, progress)
+    max_seconds = None if max_minutes is None else 60.0 * max_minutes
+    t0, step, stopped, last = time.perf_counter(), start, False, [float("nan")] * width
+    model.train()
+    try:
+        for step in range(start + 1, opts.steps + 1):
+            try:
+                sums, grad_norm, lr = train_step(step)
+            except Exception as e:
+                if opts.compile and step == start + 1 and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                    raise DifflabError(f"--compile: torch.compile could not build the model on this machine "
+                                       f"({str(e).strip().splitlines()[0][:200]}); run without --compile.") from None
+                raise
+            time_up = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+            if world.started:  # the batch sums from every rank, and whether any rank ran out of time
+                *sums, up = world.sum([*sums, float(time_up)], dev)
+                time_up = up > 0
+            window = [w + s / opts.batch_size for w, s in zip(window, sums)] + [window[-1] + 1]
+            stop = time_up and step < opts.steps
+            if logger.bar is not None:
+                logger.bar.update(1)
+            if step % opts.log_every == 0 or step == opts.steps:
+                last = [w / window[-1] for w in window[:-1]]
+                window = [0.0] * width + [0]
+                logger.row(step, last, lr, grad_norm, time.perf_counter() - t0)
+            if main and opts.sample_every and step % opts.sample_every == 0 and step != opts.steps:
+                trainable.sample_grid(ema.model, out, step)
+            if main and ((opts.save_every and step % opts.save_every == 0) or step == opts.steps or stop):
+                save(step)
+            if stop:
+                stopped = True
+                break
+    finally:
+        logger.close()
+    wall = time.perf_counter() - t0
+    if not main:
+        return out
+    from .. import plotting
+    plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=trainable.loss_title)
+    final = window[0] / window[-1] if window[-1] else last[0]
+    done = step - start
+    where = (f"stopped at the --max-minutes limit with a checkpoint at step {step}; continue with --resume"
+             if stopped else "done")
+    extras = (f", {world.world_size} processes" if world.distributed else "") + \
+        (f", TensorBoard events in {out}" if logger.tb is not None else "")
+    log(f"trained {out}: step {step}/{opts.steps} ({done} step{'s' * (done != 1)} in {wall:.1f}s, "
+        f"{done * opts.batch_size / max(wall, 1e-9):.0f} examples/s{extras}), final loss {final:.4g}; {where}")
+    if not stopped:
+        trainable.finish(ema.model, out, step, log)
+    return out
+
+
+__all__ = ["LoopOptions", "PRECISIONS", "check_run_length", "dropout_seed", "warmup_lr", "set_lr", "clipped_step",
+           "open_log", "fit"]

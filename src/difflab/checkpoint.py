@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DifflabError
-from ..io import _fsync_dir
+from .errors import DifflabError
+from .io import _fsync_dir
 
 PREFIX = "ckpt-"
 FILES = ("model.safetensors", "ema.safetensors", "trainer.safetensors")
