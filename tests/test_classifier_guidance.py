@@ -235,7 +235,7 @@ def test_conditional_denoiser_refusals():
     # a class-conditional model gets the labels too
     den = conditional_denoiser(ModelDenoiser(Conditional(), schedule), 4, [1], "classifier", 2.0,
                                classifier=_classifier(torch.float32, num_classes=10))
-    assert den.base.labels.tolist() == [1, 1, 1, 1]
+    assert den.inner.labels.tolist() == [1, 1, 1, 1]
     with pytest.raises(DifflabError, match="unconditional"):  # cfg on an unconditional model
         conditional_denoiser(ModelDenoiser(torch.nn.Identity(), schedule), 4, [1], "cfg", 2.0)
 

@@ -159,7 +159,7 @@ def test_hybrid_step_loss_equals_hybrid_losses_recomputed_by_hand(hybrid_run):
     eps = randn(x0.shape, noise_gen, None, x0.dtype)
     schedule = schedules.get(cfg["diffusion"]["schedule"], T)
     with torch.no_grad():
-        parts = hybrid_losses(model, schedule, x0, t, noise=eps, lam=0.01)
+        parts = hybrid_losses(ModelDenoiser(model, schedule, learned_variance=True), x0, t, noise=eps, lam=0.01)
     logged = float(_log(hybrid_run)[5][1])
     assert _log(hybrid_run)[5][0] == "5"
     assert logged == pytest.approx(float(parts["loss"].mean()), rel=2e-5)
@@ -176,7 +176,7 @@ def test_the_vlb_objective_trains_the_mean_and_the_hybrid_bound_term_does_not():
     grads = {}
     for objective in ("hybrid", "vlb"):
         out = (0.3 * torch.randn(8, 2, 4, 4, generator=torch.Generator().manual_seed(1))).requires_grad_(True)
-        parts = hybrid_losses(lambda x, time: out, sched, x0, t, generator=torch.Generator().manual_seed(2),
+        parts = hybrid_losses(ModelDenoiser(lambda x, time: out, sched, learned_variance=True), x0, t, generator=torch.Generator().manual_seed(2),
                               objective=objective)
         parts["vlb"].sum().backward()
         grads[objective] = out.grad
@@ -184,7 +184,7 @@ def test_the_vlb_objective_trains_the_mean_and_the_hybrid_bound_term_does_not():
     assert grads["vlb"][:, :1].abs().min() > 0
     torch.testing.assert_close(grads["vlb"][:, 1:], grads["hybrid"][:, 1:])
     with pytest.raises(DifflabError, match="unknown objective"):
-        hybrid_losses(lambda x, time: out, sched, x0, t, objective="simple")
+        hybrid_losses(ModelDenoiser(lambda x, time: out, sched, learned_variance=True), x0, t, objective="simple")
 
 
 def _final_tensors(run, name):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from difflab import schedules
+from difflab.denoiser import ModelDenoiser
 from difflab.objectives import l_simple, uniform_timesteps
 
 
@@ -32,7 +33,7 @@ def test_zero_network_loss_is_mean_square_of_target(sched, param):
     n, c = 100_000, 1.5
     x0 = torch.full((n, 2), c, dtype=torch.float64)
     model = Zero()
-    loss = l_simple(model, sched, x0, param, g).mean().item()
+    loss = l_simple(ModelDenoiser(model, sched, param), x0, g).mean().item()
     ab = sched.alpha_bar[1:]
     # E v² = ᾱ + (1 − ᾱ) c²; the σ²-weighted score loss of a zero network is E ε² = 1
     expected = {"eps": 1.0, "x0": c**2, "v": (ab + (1 - ab) * c**2).mean().item(), "score": 1.0}[param]
@@ -48,5 +49,5 @@ def test_perfect_network_has_zero_loss(sched):
         def forward(self, x_t, t):
             return (x_t - sched.at(sched.alpha_t, t.long(), x_t) * x0) / sched.at(sched.sigma_t, t.long(), x_t)
 
-    loss = l_simple(Oracle(), sched, x0, "eps", torch.Generator().manual_seed(3))
+    loss = l_simple(ModelDenoiser(Oracle(), sched, "eps"), x0, torch.Generator().manual_seed(3))
     assert loss.shape == (64,) and loss.max().item() < 1e-20

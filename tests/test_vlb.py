@@ -11,6 +11,7 @@ import torch
 from scipy import integrate, stats
 
 from difflab import schedules
+from difflab.denoiser import ModelDenoiser
 from difflab.errors import DifflabError
 from difflab.timestep_sampling import LossSecondMomentSampler, UniformSampler
 from difflab.timestep_sampling import get as get_sampler
@@ -372,7 +373,7 @@ def test_hybrid_losses_with_a_two_c_channel_model(sched):
     x0 = torch.tensor(grid_images((4, 2, 4, 4), 15), dtype=torch.float32)
     sampler = LossSecondMomentSampler(T)
     t, w = sampler.sample(4, torch.Generator().manual_seed(0))
-    out = hybrid_losses(net, sched, x0, t, generator=torch.Generator().manual_seed(1))
+    out = hybrid_losses(ModelDenoiser(net, sched, learned_variance=True), x0, t, generator=torch.Generator().manual_seed(1))
     assert set(out) == {"loss", "mse", "vlb"} and all(v.shape == (4,) for v in out.values())
     torch.testing.assert_close(out["loss"], out["mse"] + 0.001 * out["vlb"])
     (out["loss"] * w).mean().backward()

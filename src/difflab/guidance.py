@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from . import process
-from .denoiser import ModelDenoiser, Prediction
+from .denoiser import Preconditioning, ModelDenoiser, Prediction
 from .errors import DifflabError
 from .schedules import as_time
 
@@ -58,7 +58,7 @@ class ClassifierFreeGuidance:
     """
 
     def __init__(self, denoiser: ModelDenoiser, labels: Sequence[Tensor | int], w: float):
-        self.base = denoiser
+        self.inner = denoiser
         self.schedule = denoiser.schedule
         self.labels = list(labels)
         self.w = float(w)
@@ -72,15 +72,15 @@ class ClassifierFreeGuidance:
             t = t.expand(x_t.shape[0])
         b, n = x_t.shape[0], len(self.labels)
         device = x_t.device
-        ys = [_null_condition(self.base, b, device)]
+        ys = [_null_condition(self.inner, b, device)]
         ys += [_per_sample(torch.as_tensor(y, device=device).long(), b) for y in self.labels]
-        pred = self.base.predict(x_t.repeat(n + 1, *([1] * (x_t.ndim - 1))), t.repeat(n + 1), torch.cat(ys))
+        pred = self.inner.predict(x_t.repeat(n + 1, *([1] * (x_t.ndim - 1))), t.repeat(n + 1), torch.cat(ys))
         eps_u, *eps_c = pred.eps.chunk(n + 1)
         eps = guided_eps(eps_u, eps_c, self.w)
         x0 = process.eps_to_x0(self.schedule, x_t, t, eps)
         # a learned variance comes from the (first) conditional branch, as in GLIDE's guided sampler
         v_raw = None if pred.v_raw is None else pred.v_raw.chunk(n + 1)[1]
-        return self.base.clip(x_t, t, Prediction(eps=eps, x0=x0, v_raw=v_raw))
+        return self.inner.clip(x_t, t, Prediction(eps=eps, x0=x0, v_raw=v_raw))
 
 
 class ClassifierGuidance:
@@ -101,7 +101,7 @@ class ClassifierGuidance:
     """
 
     def __init__(self, denoiser, classifier, labels: Sequence[Tensor | int], scale: float):
-        self.base = denoiser
+        self.inner = denoiser
         self.schedule = denoiser.schedule
         self.classifier = classifier
         self.labels = list(labels)
@@ -118,8 +118,7 @@ class ClassifierGuidance:
         b = x_t.shape[0]
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
-            x_in = process.model_input(self.schedule, x, t)
-            logits = self.classifier(x_in, self.schedule.model_time(t).to(x.device))
+            logits = Preconditioning(self.schedule).call(self.classifier, x, t)
             logp = torch.log_softmax(logits, dim=-1)
             total = logp.new_zeros(())
             for y in self.labels:
@@ -129,7 +128,7 @@ class ClassifierGuidance:
         return grad.detach()
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
-        pred = self.base(x_t, t)
+        pred = self.inner(x_t, t)
         if self.scale == 0:
             return pred
         t = as_time(t)
@@ -137,7 +136,7 @@ class ClassifierGuidance:
             t = t.expand(x_t.shape[0])
         eps = pred.eps - self.scale * process.sigma(self.schedule, t, x_t) * self.grad_log_prob(x_t, t)
         guided = dataclasses.replace(pred, eps=eps, x0=process.eps_to_x0(self.schedule, x_t, t, eps))
-        clip = _clipper(self.base)
+        clip = _clipper(self.inner)
         # x̂_0 = (x_t − σ_t ε̂')/α_t multiplies the shift by σ_t/α_t, thousands at the first steps of a
         # cosine schedule; a model that samples with clipped x̂_0 gets the guided x̂_0 clipped too
         # (the paper's code leaves it unclipped, which saturates small images at any scale)
@@ -149,7 +148,7 @@ def _clipper(denoiser):
     while denoiser is not None:
         if callable(getattr(denoiser, "clip", None)) and getattr(denoiser, "clip_x0", None) is not None:
             return denoiser.clip
-        denoiser = getattr(denoiser, "base", None)
+        denoiser = getattr(denoiser, "inner", None)
     return None
 
 
@@ -165,7 +164,7 @@ class AncestralClassifierGuidance(ClassifierGuidance):
     """
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Prediction:
-        return self.base(x_t, t)
+        return self.inner(x_t, t)
 
     def mean_shift(self, x_t: Tensor, t, variance: Tensor) -> Tensor:
         """s Σ ∇ log p_φ(y | x_t), to add to the mean of the step from x_t whose variance is ``variance``."""

@@ -75,10 +75,11 @@ def q_posterior_between(schedule, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor)
     return mean, (var_ts * s_s**2 / s_t**2).expand_as(x_t)
 
 
-def transition_variance(a_t: Tensor, s_t: Tensor, a_s: Tensor, s_s: Tensor) -> Tensor:
+def transition_variance(a_t, s_t, a_s, s_s):
     """σ²_{t|s} = σ_t² − (α_t/α_s)² σ_s², the variance of q(x_t | x_s) (Kingma et al. 2021, Eq. 22);
-    for the discrete VP schedule 1 − ᾱ_t/ᾱ_s, the β of the respaced chain."""
-    return (s_t**2 - (a_t / a_s) ** 2 * s_s**2).clamp(min=0)
+    for the discrete VP schedule 1 − ᾱ_t/ᾱ_s, the β of the respaced chain. Tensors or floats."""
+    var = s_t**2 - (a_t / a_s) ** 2 * s_s**2
+    return var.clamp(min=0) if isinstance(var, Tensor) else max(var, 0.0)
 
 
 def eps_to_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:

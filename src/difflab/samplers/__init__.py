@@ -29,18 +29,22 @@ _loaded = False
 
 
 def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1,
-             mean_shift: bool = False):
+             mean_shift: bool = False, steppable: bool = False, eps_is_noise: bool = False):
     """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
     its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
-    steps it accepts; ``mean_shift``: whether its steps add a denoiser's ``mean_shift`` (classifier guidance
-    in the form of Dhariwal & Nichol 2021, Algorithm 1) to their mean."""
+    steps it accepts; and what the editing tasks may rely on: ``mean_shift``, whether its steps add a
+    denoiser's ``mean_shift`` (classifier guidance in the form of Dhariwal & Nichol 2021, Algorithm 1) to their
+    mean; ``steppable``, whether each step t → s evaluates the denoiser once, at t and the current x_t, so a run
+    may stop at any visited time (RePaint's descents); ``eps_is_noise``, whether its step takes ε̂ as the noise
+    of x_s alone rather than as a function of x_t (so a measurement may hand it fresh noise)."""
     def wrap(fn):
         _REGISTRY[name] = fn
         import sys
 
         module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
-                       "mean_shift": mean_shift, "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
+                       "mean_shift": mean_shift, "steppable": steppable, "eps_is_noise": eps_is_noise,
+                       "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
 
@@ -99,7 +103,12 @@ def check_denoiser(name: str, denoiser) -> None:
             raise DifflabError(f"classifier guidance in its ancestral form (Algorithm 1) would be ignored {where}; "
                                f"sample it directly with {ok}, or use ClassifierGuidance (the ε̂ form, Algorithm 2), "
                                "which every sampler applies.")
-        inner = getattr(inner, "base", None) or getattr(inner, "denoiser", None)
+        inner = getattr(inner, "inner", None)
+
+
+def with_capability(capability: str) -> list[str]:
+    """The samplers registered with ``capability`` (``mean_shift``, ``steppable`` or ``eps_is_noise``) set."""
+    return [n for n in names() if _INFO[n][capability]]
 
 
 def step_pairs(timesteps: Sequence, progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, object, object]]:
@@ -152,4 +161,4 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
 
 
-__all__ = ["register", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]
+__all__ = ["register", "with_capability", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]

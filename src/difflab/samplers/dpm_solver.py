@@ -30,83 +30,9 @@ import torch
 from ..errors import DifflabError
 from ..random import randn
 from . import register, step_pairs
+from ._kernels import (LOWER_ORDER_FINAL_BELOW, alpha_sigma, as_time, check_flag, check_order,  # noqa: F401
+                       ddim_step_from_eps, ddim_step_from_x0, exp_integrals, half_lambda, multistep_order, time_at)
 
-# Below this many visited steps ``lower_order_final`` also lowers the order of the last multistep
-# steps before the data (15, as diffusers does; with 10 steps a full third order into the last tiny steps of a
-# Karras grid was twice as far from the exact ODE solution in benchmarks/samplers.py).
-LOWER_ORDER_FINAL_BELOW = 15
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared helpers (also used by unipc.py, edm.py and plms.py)
-# --------------------------------------------------------------------------------------------------
-
-def as_time(t):
-    """A visited time as the schedule and the denoiser receive it: integer timesteps stay integers (an
-    exact table lookup); anything else becomes a float64 scalar tensor, so that the sampler's α, σ and
-    the denoiser's agree to float64 precision."""
-    if isinstance(t, int) and not isinstance(t, bool):
-        return t
-    return torch.as_tensor(t, dtype=torch.float64).reshape(())
-
-
-def alpha_sigma(schedule, t) -> tuple[float, float]:
-    """(α_t, σ_t) as Python floats (float64)."""
-    return float(schedule.alpha(t)), float(schedule.sigma(t))
-
-
-def half_lambda(a: float, s: float) -> float:
-    """λ = log(α/σ), the half log-SNR of the DPM-Solver papers (σ > 0)."""
-    return math.log(a) - math.log(s)
-
-
-def time_at(schedule, lam: float) -> torch.Tensor:
-    """The time with half log-SNR ``lam`` (a float64 scalar tensor), via ``schedule.t_from_lambda``."""
-    return schedule.t_from_lambda(torch.tensor(2.0 * lam, dtype=torch.float64)).reshape(())
-
-
-def exp_integrals(h: float, n: int) -> list[float]:
-    """I_k(h) = ∫_0^h e^{−(h−τ)} τ^k / k! dτ for k = 0..n: the weights of the Taylor terms of the
-    data-prediction integral, σ_s ∫ e^{λ} x̂_0 dλ = α_s Σ_k I_k(h) x̂_0^{(k)}(λ_t) (the Taylor expansion
-    of DPM-Solver++, integrated term by term; derived here). I_0 = 1 − e^{−h} and
-    I_k = h^k/k! − I_{k−1}; for h < 1 the series I_k = Σ_j (−1)^j h^{k+1+j} / (k+1+j)! avoids the
-    cancellation of that recursion."""
-    if h < 1.0:
-        out = []
-        for k in range(n + 1):
-            total, term, j = 0.0, h ** (k + 1) / math.factorial(k + 1), 0
-            while abs(term) > 1e-18 * max(abs(total), 1e-300) and j < 60:
-                total += term
-                j += 1
-                term = -term * h / (k + 1 + j)
-            out.append(total)
-        return out
-    out = [-math.expm1(-h)]
-    for k in range(1, n + 1):
-        out.append(h**k / math.factorial(k) - out[-1])
-    return out
-
-
-def check_order(order, allowed=(1, 2, 3), name: str = "order") -> int:
-    if isinstance(order, bool) or not isinstance(order, int) or order not in allowed:
-        raise DifflabError(f"{name} must be one of {', '.join(map(str, allowed))}, got {order!r}.")
-    return order
-
-
-def check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise DifflabError(f"{name} must be True or False, got {value!r}.")
-    return value
-
-
-def multistep_order(i: int, n: int, order: int, s, lower_order_final: bool) -> int:
-    """The order of multistep step i of n: at most i + 1 (the history there is), 1 for the step to the
-    data (t = 0), and with ``lower_order_final`` and fewer than 15 steps at most n − i, so that the last
-    steps before the data come down in order (the DPM-Solver++ authors' practice for few-step sampling)."""
-    k = min(order, i + 1)
-    if lower_order_final and n < LOWER_ORDER_FINAL_BELOW:
-        k = min(k, n - i)
-    return 1 if s == 0 else max(k, 1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,7 +43,7 @@ def dpm_solver_1_update(x, eps_t, a_t: float, s_t: float, a_s: float, s_s: float
     """DPM-Solver-1 (Lu et al. 2022a, Eq. 3.7): x_s = (α_s/α_t) x_t − σ_s (e^h − 1) ε̂(x_t, t), which is
     deterministic DDIM (their Sec. 4.1). σ_s e^h = α_s σ_t/α_t is used so the step to σ_s = 0 is the
     limit x̂_0 = (x_t − σ_t ε̂)/α_t."""
-    return (a_s / a_t) * x - (a_s * s_t / a_t - s_s) * eps_t
+    return ddim_step_from_eps(x, eps_t, a_t, s_t, a_s, s_s)
 
 
 def dpm_solver_2_update(denoiser, x, eps_t, t_coefs, s_coefs, r1: float = 0.5):
@@ -199,8 +125,7 @@ def dpmpp_1_update(x, x0_t, a_t: float, s_t: float, a_s: float, s_s: float):
     """DPM-Solver++1 (Lu et al. 2022b, the first-order data-prediction solver):
     x_s = (σ_s/σ_t) x_t + α_s (1 − e^{−h}) x̂_0(x_t, t), deterministic DDIM in data-prediction form. e^{−h} = σ_s α_t / (α_s σ_t), so the step to σ_s = 0
     returns x̂_0."""
-    decay = (s_s * a_t) / (a_s * s_t)  # e^{−h}
-    return (s_s / s_t) * x + a_s * (1.0 - decay) * x0_t
+    return ddim_step_from_x0(x, x0_t, a_t, s_t, a_s, s_s)
 
 
 def dpmpp_2m_update(x, x0_t, x0_prev, t_coefs, s_coefs, lam_prev: float):

@@ -19,41 +19,13 @@ import torch
 from ..errors import DifflabError
 from ..random import randn
 from . import register, step_pairs
-from .dpm_solver import alpha_sigma, as_time, time_at
-
-
-def euler_update(x_tilde, eps, sigma_from: float, sigma_to: float):
-    """One Euler step of dx̃/dσ̃ = ε̂ (EDM Algorithm 1, the Euler step): x̃ + (σ̃_to − σ̃_from) ε̂."""
-    return x_tilde + (sigma_to - sigma_from) * eps
+from ._kernels import SIGMA_MAX, alpha_sigma, as_time, ddim_step_from_eps, euler_above, euler_update, time_at  # noqa: F401
 
 
 def heun_update(x_tilde, eps, eps_next, sigma_from: float, sigma_to: float):
     """Heun's second-order correction (EDM Algorithm 1, the second-order correction): x̃ + (σ̃_to − σ̃_from) (ε̂ + ε̂′)/2,
     with ε̂′ evaluated at the Euler prediction."""
     return x_tilde + (sigma_to - sigma_from) * 0.5 * (eps + eps_next)
-
-
-def euler_above(denoiser, x, i: int, t, s, sigma_max: float, callback=None):
-    """EDM's bounded start (Karras et al. 2022, Table 1: σ_max = 80) for step ``i``, t → s, of a method that mixes
-    slopes from several noise levels (Heun, PLMS): the part of the step above σ̃ = ``sigma_max`` is one Euler (= DDIM)
-    step, exact there because x̂_0 hardly depends on the noise level. Returns (x, t, pred, done): unchanged with
-    pred = None when σ̃_t <= ``sigma_max``; else x at σ̃ = ``sigma_max`` and its (fractional) time, or x at s with
-    done = True when s itself lies above ``sigma_max`` or is the data (the step then reported to
-    ``callback(i, t, x_t, pred)`` here); pred is the denoiser's answer at t."""
-    schedule = denoiser.schedule
-    tt, ss = as_time(t), as_time(s)
-    a_t, s_t = alpha_sigma(schedule, tt)
-    if s_t / a_t <= sigma_max:
-        return x, tt, None, False
-    pred = denoiser(x, tt)
-    a_s, s_s = alpha_sigma(schedule, ss)
-    if s_s / a_s >= sigma_max or s_s == 0:
-        if callback is not None:
-            callback(i, t, x, pred)
-        return a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s), ss, pred, True
-    t_b = time_at(schedule, -math.log(sigma_max))  # λ/2 = −log σ̃
-    a_b, s_b = alpha_sigma(schedule, t_b)
-    return a_b * euler_update(x / a_t, pred.eps, s_t / a_t, s_b / a_b), t_b, pred, False
 
 
 @register("euler", order=1, stochastic=False, nfe_per_step=1, min_steps=1)
@@ -73,7 +45,7 @@ def euler(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
         pred = denoiser(x, tt)
         a_t, s_t = alpha_sigma(schedule, tt)
         a_s, s_s = alpha_sigma(schedule, ss)
-        x_next = a_s * euler_update(x / a_t, pred.eps, s_t / a_t, s_s / a_s)
+        x_next = ddim_step_from_eps(x, pred.eps, a_t, s_t, a_s, s_s)
         if callback is not None:
             callback(i, t, x, pred)
         x = x_next
@@ -95,7 +67,6 @@ def churn_gamma(sigma: float, steps: int, s_churn: float, s_tmin: float, s_tmax:
 
 # EDM's largest noise level (Karras et al. 2022, Table 1 and Sec. 5: σ_max = 80 for every model, the VP and
 # ADM-cosine ones included)
-SIGMA_MAX = 80.0
 
 
 @register("heun", order=2, stochastic=False, nfe_per_step=2, min_steps=2)

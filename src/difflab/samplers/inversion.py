@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DifflabError
+from ._kernels import ddim_step
 
 
 def _times(timesteps) -> list:
@@ -31,7 +32,7 @@ def ddim_invert_step(schedule, pred, t_to) -> torch.Tensor:
     """x_t = α_t x̂_0 + σ_t ε̂ with (ε̂, x̂_0) evaluated at the current, smaller time s (DDIM Eq. 12 with
     η = 0 read from s to t > s; the explicit Euler step of the DDIM ODE, Eq. 14, forward in time)."""
     a_t, s_t = _coefs(schedule, t_to)
-    return a_t * pred.x0 + s_t * pred.eps
+    return ddim_step(pred.x0, pred.eps, a_t, s_t)
 
 
 def fixed_point_invert_step(denoiser, x_s: torch.Tensor, s, t, x_t: torch.Tensor, iters: int) -> torch.Tensor:
@@ -44,7 +45,7 @@ def fixed_point_invert_step(denoiser, x_s: torch.Tensor, s, t, x_t: torch.Tensor
     a_s, s_s = _coefs(denoiser.schedule, s)
     for _ in range(iters):
         eps = denoiser(x_t, t).eps
-        x_t = a_t * (x_s - s_s * eps) / a_s + s_t * eps
+        x_t = ddim_step((x_s - s_s * eps) / a_s, eps, a_t, s_t)
     return x_t
 
 

@@ -23,6 +23,7 @@ from ..denoiser import Prediction
 from ..errors import DifflabError
 from ..sde import sde_coefficients
 from . import register
+from ._kernels import sde_terms
 
 Tensor = torch.Tensor
 
@@ -134,16 +135,6 @@ def dormand_prince(func: Callable, t0: float, t1: float, y0, rtol: float = 1e-5,
             raise DifflabError(f"the ODE step size fell below {1e-14 * span:.3g} at t = {t:.6g}; "
                                "the drift may be non-finite or the tolerances too tight.")
     raise DifflabError(f"the ODE solver did not reach t = {t1:.6g} in {max_steps} steps; loosen rtol/atol.")
-
-
-def sde_terms(schedule, t: float) -> tuple[float, float, float]:
-    """(f(t), g²(t), σ_t) of the forward SDE at time t, floats. For continuous schedules the central
-    difference of :func:`~difflab.sde.sde_coefficients` is kept inside (0, 2t) so that it never reaches
-    t = 0, where σ_0 = 0 by convention (for VE σ jumps there from σ_min)."""
-    t = float(t)
-    dt = 1e-4 if getattr(schedule, "discrete", False) else min(1e-4, 0.5 * t)
-    f, g2 = sde_coefficients(schedule, t, dt=dt)
-    return float(f), float(g2), float(schedule.sigma(torch.tensor(t, dtype=torch.float64)))
 
 
 def probability_flow_drift(denoiser, x: Tensor, t: float) -> tuple[Tensor, Prediction]:

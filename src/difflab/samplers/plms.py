@@ -20,8 +20,7 @@ import torch
 
 from ..errors import DifflabError
 from . import register, step_pairs
-from .dpm_solver import alpha_sigma, as_time, time_at
-from .edm import SIGMA_MAX, euler_above
+from ._kernels import SIGMA_MAX, alpha_sigma, as_time, ddim_step_from_eps, euler_above, time_at
 
 WARMUPS = ("prk", "improved_euler")
 # Adams–Bashforth weights on (ε_t, ε_{t+δ}, ε_{t+2δ}, ε_{t+3δ}), newest first; order q uses row q − 1.
@@ -29,9 +28,9 @@ ADAMS_BASHFORTH = ((1.0,), (3 / 2, -1 / 2), (23 / 12, -16 / 12, 5 / 12), (55 / 2
 
 
 def transfer(x, eps, a_t: float, s_t: float, a_s: float, s_s: float):
-    """The transfer part φ(x_t, ε', t, s) of PNDM: the deterministic DDIM step
+    """The transfer part φ(x_t, ε', t, s) of PNDM (Liu et al. 2022, Eq. 11): the deterministic DDIM step
     α_s (x_t − σ_t ε')/α_t + σ_s ε' (at σ_s = 0 the x̂_0 that ε' implies)."""
-    return (a_s / a_t) * x + (s_s - a_s * s_t / a_t) * eps
+    return ddim_step_from_eps(x, eps, a_t, s_t, a_s, s_s)
 
 
 def plms_eps(history: list) -> torch.Tensor:

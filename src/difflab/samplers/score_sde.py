@@ -5,7 +5,7 @@ Algorithm 1 and Appx. E and G; Song & Ermon 2019, "Generative Modeling by Estima
 Data Distribution", Algorithm 1.
 
 Both read the score from the denoiser, ∇log p_t(x) = −ε̂/σ_t, and the forward SDE dx = f(t) x dt + g(t) dw
-from :func:`difflab.sde.sde_coefficients` (through :func:`~difflab.samplers.ode.sde_terms`), so they run
+from :func:`difflab.sde.sde_coefficients` (through :func:`~difflab.samplers._kernels.sde_terms`), so they run
 on the discrete VP schedules (t in timesteps), VP, sub-VP and VE alike. Both finish with the denoised
 x̂_0 at the last visited time (the final denoising step of Song et al. 2021, Appx. G, which NCSNv2, Song &
 Ermon 2020, and Jolicoeur-Martineau et al. 2021 also recommend for annealed Langevin dynamics).
@@ -19,7 +19,7 @@ from ..errors import DifflabError
 from ..process import transition_variance
 from ..random import randn
 from . import register, step_pairs
-from .ode import sde_terms
+from ._kernels import sde_terms
 
 Tensor = torch.Tensor
 PREDICTORS = ("reverse_diffusion", "euler_maruyama")

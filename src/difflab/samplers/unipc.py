@@ -32,8 +32,8 @@ import torch
 
 from ..errors import DifflabError
 from . import register, step_pairs
-from .dpm_solver import (alpha_sigma, as_time, check_flag, check_order, exp_integrals, half_lambda,
-                         multistep_order, dpmpp_1_update)
+from ._kernels import (alpha_sigma, as_time, check_flag, check_order, ddim_step_from_x0, exp_integrals, half_lambda,
+                       multistep_order)
 
 VARIANTS = ("bh1", "bh2")
 
@@ -62,7 +62,7 @@ def unipc_update(x, x0_t, points, t_coefs, s_coefs, variant: str):
     the other evaluated points ``points`` = [(λ_m, x̂_0(λ_m))], to s. With no points it is the first-order
     step (DPM-Solver++1 / DDIM), whose limit at σ_s = 0 is x̂_0."""
     (a_t, s_t, lam_t), (a_s, s_s, lam_s) = t_coefs, s_coefs
-    x_next = dpmpp_1_update(x, x0_t, a_t, s_t, a_s, s_s)
+    x_next = ddim_step_from_x0(x, x0_t, a_t, s_t, a_s, s_s)
     if not points:
         return x_next
     h = lam_s - lam_t
@@ -108,7 +108,7 @@ def unipc(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
         k = multistep_order(i, n, order, s, lower_order_final)
         points = history[len(history) - (k - 1):] if k > 1 else []
         if s == 0:
-            x_eval = dpmpp_1_update(x, pred.x0, a_t, s_t, a_s, s_s)
+            x_eval = ddim_step_from_x0(x, pred.x0, a_t, s_t, a_s, s_s)
         else:
             x_eval = unipc_update(x, pred.x0, points, t_coefs, (a_s, s_s, half_lambda(a_s, s_s)), variant)
         if callback is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DifflabError
-from ..samplers import check_denoiser
+from ..samplers import check_denoiser, info, with_capability
 from ..samplers import get as get_sampler
 
 Tensor = torch.Tensor
@@ -51,11 +51,6 @@ def sample_from(denoiser, x_t: Tensor, timesteps, sampler: str = "ddim", generat
         return fn(denoiser, x_t, timesteps, generator=generator, callback=callback, **options)
 
 
-# Samplers whose step t -> s evaluates the denoiser once, at the visited time t and the current x_t, so that
-# a run can be stopped at any visited time (RePaint's descents end between the schedule's ends).
-STEPPABLE = ("ddpm", "ddim")
-
-
 class _Reached(Exception):
     def __init__(self, x: Tensor):
         self.x = x
@@ -65,19 +60,19 @@ class _StopAt:
     """A denoiser that hands back x when the sampler asks for a prediction at time ``stop``."""
 
     def __init__(self, denoiser, stop):
-        self.denoiser, self.schedule, self.stop = denoiser, denoiser.schedule, float(stop)
+        self.inner, self.schedule, self.stop = denoiser, denoiser.schedule, float(stop)
 
     def __call__(self, x_t: Tensor, t):
         if float(t) == self.stop:
             raise _Reached(x_t)
-        return self.denoiser(x_t, t)
+        return self.inner(x_t, t)
 
 
 def sample_between(denoiser, x_t: Tensor, timesteps, stop, sampler: str = "ddpm", generator=None, **options) -> Tensor:
     """Run ``sampler`` from x_t at ``timesteps[0]`` down to the time ``stop`` (one of the visited times after
-    the first, or 0), returning x_stop. Only for the one-evaluation-per-step samplers of :data:`STEPPABLE`."""
-    if sampler not in STEPPABLE:
-        raise DifflabError(f"sampler {sampler!r} cannot stop part-way; use one of {', '.join(STEPPABLE)}.")
+    the first, or 0), returning x_stop. Only for the samplers registered as ``steppable``."""
+    if not info(sampler)["steppable"]:
+        raise DifflabError(f"sampler {sampler!r} cannot stop part-way; use one of {', '.join(with_capability('steppable'))}.")
     ts = [float(t) for t in timesteps]
     if float(stop) == 0:
         return sample_from(denoiser, x_t, timesteps, sampler, generator, **options)

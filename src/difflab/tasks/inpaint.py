@@ -21,7 +21,8 @@ import torch
 
 from ..errors import DifflabError
 from ..random import randn
-from ._common import STEPPABLE, sample_between
+from ..samplers import info, with_capability
+from ._common import sample_between
 from .measurement import Replacement, fresh_noise_for
 
 Tensor = torch.Tensor
@@ -161,8 +162,8 @@ def repaint(denoiser, image: Tensor, mask: Tensor, sampler: str = "ddpm", steps:
     ``steps · repeats`` network evaluations. The known pixels of the output are the input's exactly."""
     from ..samplers import discretize, prior_std
 
-    if sampler not in STEPPABLE:
-        raise DifflabError(f"RePaint descends with {' or '.join(STEPPABLE)}, not {sampler!r}.")
+    if not info(sampler)["steppable"]:
+        raise DifflabError(f"RePaint descends with {' or '.join(with_capability('steppable'))}, not {sampler!r}.")
     mask = check_mask(mask, image)
     schedule = denoiser.schedule
     if discretization is None:

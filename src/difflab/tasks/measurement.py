@@ -60,12 +60,12 @@ class Replacement:
 
     def __init__(self, denoiser, project: Callable[[Tensor], Tensor], measured: Tensor, fresh_noise: bool = True,
                  generator=None, t_stop: float = 0.0):
-        self.denoiser, self.schedule = denoiser, denoiser.schedule
+        self.inner, self.schedule = denoiser, denoiser.schedule
         self.project, self.measured = project, measured
         self.fresh_noise, self.generator, self.t_stop = bool(fresh_noise), generator, float(t_stop)
 
     def __call__(self, x_t: Tensor, t) -> Prediction:
-        pred = self.denoiser(x_t, t)
+        pred = self.inner(x_t, t)
         if float(t) < self.t_stop:
             return pred
         if self.fresh_noise:
@@ -75,8 +75,11 @@ class Replacement:
 
 
 def fresh_noise_for(sampler: str) -> bool:
-    """Whether a sampler takes ε̂ as the noise of its step (ddim, ddpm) rather than as a function of x_t."""
-    return sampler in ("ddim", "ddpm")
+    """Whether a sampler takes ε̂ as the noise of its step (ddim, ddpm) rather than as a function of x_t: its
+    ``eps_is_noise`` capability (:func:`difflab.samplers.register`)."""
+    from ..samplers import info
+
+    return info(sampler)["eps_is_noise"]
 
 
 __all__ = ["Replacement", "replace_x0", "replace_prediction", "consistent_prediction", "fresh_noise_for"]
