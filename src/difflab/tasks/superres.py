@@ -42,7 +42,7 @@ def sr3(run, lowres: Tensor, sampler: str = "ddpm", steps: int = 50, generator=N
     (``start`` = 1), or, for ``start`` = t_0 < 1, from the upsampled input noised to t_0 by q(y_t0 | up(x_lr))
     with t_0's share of ``steps`` ("come closer, diffuse faster": Chung, Sim & Ye 2022, Sec. 3, Eq. 6, the
     SDEdit start of :func:`difflab.tasks.sdedit.perturb`). Returns the (B, C, f·h, f·w) images in data coordinates."""
-    from ..run import build_denoiser
+    from ..denoiser import build_denoiser
     from ..samplers import sample
     from ._common import sample_from, start_time, timesteps_from
     from .sdedit import perturb
