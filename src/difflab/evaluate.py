@@ -178,27 +178,75 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     return out
 
 
+def test_images(run, num: int) -> torch.Tensor:
+    """The first ``num`` held-out examples of ``run``'s dataset, in data coordinates."""
+    from .data import load_dataset
+
+    d = run.config["data"]
+    return load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"], num=num,
+                        split="test", seed=run.config["seed"]).data[:num]
+
+
+def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    v = values.double()
+    return float(v.mean()), float(v.std() / len(v) ** 0.5) if len(v) > 1 else float("nan")
+
+
+def ode_likelihood(run, data: torch.Tensor, batch_size: int = 256, rtol: float = 1e-5, atol: float = 1e-5,
+                   trace: str | None = None, generator=None, progress: bool = True) -> dict:
+    """Per-example log-likelihoods of ``data`` by the probability-flow ODE (Song et al. 2021, Eq. 39; bits/dim for
+    images, nats for points), batch by batch: ``values``, their ``mean`` and standard error ``stderr``, the
+    ``unit`` and the solver's evaluations per batch ``nfe_per_batch``."""
+    from .progress import progress_bar
+
+    values, nfes = [], []
+    for lo in progress_bar(range(0, len(data), batch_size), desc="likelihood", unit="batch", disable=not progress):
+        v, nfe = run.log_likelihood(data[lo:lo + batch_size], rtol=rtol, atol=atol, trace=trace, generator=generator)
+        values.append(v)
+        nfes.append(nfe)
+    v = torch.cat(values).double()
+    mean, err = _mean_and_stderr(v)
+    return {"values": v, "mean": mean, "stderr": err, "unit": "bits/dim" if run.kind == "image" else "nats",
+            "nfe_per_batch": nfes}
+
+
+def bound_terms(run, data: torch.Tensor, batch_size: int = 256, generator=None, progress: bool = True) -> dict:
+    """The variational bound of ``data`` in bits/dim, term by term (Nichol & Dhariwal 2021, Eq. 4), batch by batch:
+    per-example ``total``, its ``mean`` and ``stderr``; the mean prior term L_T (``prior``), the mean of every term
+    L_{t−1} over the examples (``terms``, index t − 1; L_0 the decoder's at index 0)."""
+    from .progress import progress_bar
+
+    bar = None
+
+    def tick():
+        nonlocal bar
+        if bar is None:  # once the run has passed the bound's checks
+            batches = -(-len(data) // batch_size)
+            bar = progress_bar(total=batches * run.schedule.T, desc="variational bound", unit="step", disable=not progress)
+        bar.update(1)
+
+    parts = []
+    try:
+        for lo in range(0, len(data), batch_size):
+            parts.append(run.variational_bound(data[lo:lo + batch_size], generator=generator, progress=tick))
+    finally:
+        if bar is not None:
+            bar.close()
+    total = torch.cat([p["total_bpd"] for p in parts])
+    mean, err = _mean_and_stderr(total)
+    return {"total": total, "mean": mean, "stderr": err, "prior": float(torch.cat([p["prior_bpd"] for p in parts]).mean()),
+            "terms": torch.cat([p["terms_bpd"] for p in parts]).mean(0)}
+
+
 def negative_log_likelihood(run, num: int, batch_size: int = 256, seed: int = 0, progress: bool = True) -> dict:
     """Bits/dim of the first ``num`` test images of ``run``'s dataset, mean and standard error: the variational
     bound (Ho et al. 2020, Eq. 5; an upper bound on the NLL) for a discrete schedule, the probability-flow ODE
     likelihood (Song et al. 2021, Eq. 39; exact up to the solver) for a continuous one."""
-    import math
-
-    from .data import load_dataset
-    from .progress import progress_bar
-
     if run.kind != "image":
         raise DifflabError("nll is scored in bits/dim for image runs; for points use difflab likelihood.")
-    d = run.config["data"]
-    data = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"],
-                        num=num, split="test", seed=run.config["seed"]).data[:num]
+    data = test_images(run, num)
     gen = torch.Generator().manual_seed(seed)
     bound = getattr(run.schedule, "discrete", False)
-    values = []
-    for lo in progress_bar(range(0, len(data), batch_size), desc="nll", unit="batch", disable=not progress):
-        x = data[lo:lo + batch_size]
-        values.append(run.variational_bound(x, generator=gen)["total_bpd"] if bound
-                      else run.log_likelihood(x, generator=gen)[0].double())
-    v = torch.cat(values).double()
-    return {"NLL bits/dim" + (" (bound)" if bound else " (ODE)"): float(v.mean()),
-            "NLL se": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
+    result = bound_terms(run, data, batch_size, gen, progress) if bound else \
+        ode_likelihood(run, data, batch_size, generator=gen, progress=progress)
+    return {"NLL bits/dim" + (" (bound)" if bound else " (ODE)"): result["mean"], "NLL se": result["stderr"]}

@@ -210,6 +210,15 @@ def get(name: str = "linear", T: int = 1000, **params):
     return Schedule(betas, name=name, params=params)
 
 
+def summary(schedule: "Schedule") -> dict:
+    """ᾱ_t at t = T/4, T/2, 3T/4 and T, and the fraction t/T from which the SNR ᾱ_t/(1 − ᾱ_t) is below 1 (the first
+    t with log-SNR ≤ 0): the numbers ``difflab schedules`` compares (Nichol & Dhariwal 2021, Fig. 5)."""
+    T = schedule.T
+    first_below = int((schedule.log_snr[1:] > 0).sum()) + 1
+    return {"alpha_bar_at_quarters": [float(schedule.alpha_bar[round(f * T)]) for f in (0.25, 0.5, 0.75, 1.0)],
+            "snr_below_one_from": first_below / T}
+
+
 def names(continuous: bool = False) -> list[str]:
     """Names of the discrete schedules (and of the continuous SDEs too, if asked)."""
     from . import sde

@@ -7,6 +7,7 @@ schedules picture. Nothing is downloaded.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -121,3 +122,16 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False) -> None:
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f}s; pictures:")
     for path in written:
         print(f"  {path}")
+
+
+NAME = "demo"
+HELP = "train on the swiss roll and on digits, and draw the pictures"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    p.add_argument("--quick", action="store_true", help="a few hundred steps each: checks the pipeline, not quality")
+
+
+def execute(a) -> None:
+    run_demo(a.out, quick=a.quick)

@@ -1,0 +1,49 @@
+"""``difflab train``: train a model from a preset or a YAML/TOML config."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._args import check_resumable, integer, training_arguments
+
+NAME = "train"
+HELP = "train a model from a preset or a YAML/TOML config"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    training_arguments(p, "preset (8gaussians, swissroll, moons, checkerboard, digits, mnist, fashion-mnist) or a .yaml/.toml file")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="fp32, or bf16 autocast (default: the run's, fp32)")
+    p.add_argument("--grad-accum", type=integer, default=None, metavar="K",
+                       help="split each batch into K micro-batches whose gradients add up to one step")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last memory format for image models")
+    p.add_argument("--log-every", type=integer, default=None, metavar="N", help="log the mean loss every N steps (train.log_every)")
+    p.add_argument("--sample-every", type=integer, default=None, metavar="N", help="sample grid every N steps, 0: at the end (train.sample_every)")
+    p.add_argument("--save-every", type=integer, default=None, metavar="N", help="checkpoint every N steps, 0: at the end (train.save_every)")
+
+
+def execute(a) -> None:
+    """``difflab train``; under torchrun every process runs it (rank 0 alone prints errors)."""
+    from pathlib import Path
+
+    from ..config import load_file, resolve
+    from ..errors import DifflabError
+    from ..training.diffusion import split_run_options, train
+    from ..training.distributed import from_env
+
+    try:
+        check_resumable(a)
+        spec, options = a.config, {}
+        if Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):  # a file may set the run options too
+            spec, options = split_run_options(load_file(spec))
+        flags = {"precision": a.precision, "grad_accum": a.grad_accum, "compile": a.compile, "channels_last": a.channels_last}
+        flags = {k: options.get(k) if v is None else v for k, v in flags.items()}
+        train(resolve(spec), a.out, steps=a.steps, seed=a.seed, resume=a.resume, progress=not a.no_progress,
+              device=a.device, log_every=a.log_every, sample_every=a.sample_every, save_every=a.save_every,
+              max_minutes=a.max_minutes, precision=flags["precision"], grad_accum=flags["grad_accum"],
+              compile_model=flags["compile"], channels_last=flags["channels_last"])
+    except DifflabError:
+        if not from_env().is_main:
+            raise SystemExit(2) from None  # the same sentence comes from rank 0
+        raise
