@@ -60,7 +60,9 @@ def test_run_records_the_scale_factor_measured_on_the_data(runs):
     from difflab.data import load_dataset
     from difflab.saved import load_autoencoder
 
-    saved = json.loads((runs["ldm"] / "config.json").read_text())
+    asked = json.loads((runs["ldm"] / "config.json").read_text())
+    assert asked["latent"].get("scale_factor") is None  # measured by training: in the run's record, not its config
+    saved = json.loads((runs["ldm"] / "record.json").read_text())
     ae = load_autoencoder(runs["ae"])
     x = load_dataset("mnist-pairs", num=64, seed=0).data * 2 - 1
     with torch.no_grad():

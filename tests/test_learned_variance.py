@@ -137,7 +137,7 @@ def test_a_run_saved_before_the_new_keys_still_resumes(tiny_toy_config, tmp_path
 def test_hybrid_step_loss_equals_hybrid_losses_recomputed_by_hand(hybrid_run):
     """Step 5's logged loss is the batch mean of hybrid_losses on the batch the trainer drew: rebuilt here from
     the step-4 checkpoint (weights, data order, generator states), with λ = 0.01 from the config."""
-    cfg = json.loads((hybrid_run / "config.json").read_text())
+    cfg = checkpoint.read_config(hybrid_run)
     ckpt = checkpoint.list_checkpoints(hybrid_run)[3]
     assert ckpt.name == "ckpt-00000004"
     state = json.loads((ckpt / "state.json").read_text())

@@ -26,7 +26,10 @@ def test_run_directory_layout_and_load(tiny_toy_config, tmp_path):
     assert [p.name for p in checkpoint.list_checkpoints(out)] == ["ckpt-00000020", "ckpt-00000030", "ckpt-00000040"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["normalization"]["kind"] == "toy" and cfg["train"]["steps"] == 40
+    assert "normalization" not in cfg and cfg["train"]["steps"] == 40  # the config as asked for ...
+    record = json.loads((out / "record.json").read_text())  # ... and beside it what training measured
+    assert record["normalization"]["kind"] == "toy" and len(record["normalization"]["shift"]) == 2
+    assert checkpoint.read_config(out)["normalization"] == record["normalization"]
     rows = (out / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss") and len(rows) == 1 + 4
     run = difflab.load(out)

@@ -158,14 +158,48 @@ def load_tensors(ckpt: str | Path, name: str) -> dict[str, torch.Tensor]:
 
 
 def read_config(run_dir: str | Path, what: str = "a run directory") -> dict:
-    """A run's ``config.json``; one clear error when it is missing (``run_dir`` is not ``what``) or corrupt."""
+    """A run's ``config.json`` with what training measured (its ``record.json``) merged in: the config a loaded
+    model works with. One clear error when the config is missing (``run_dir`` is not ``what``) or corrupt."""
     path = Path(run_dir) / "config.json"
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except FileNotFoundError:
         raise DifflabError(f"{str(run_dir)!r} is not {what} (no config.json).") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DifflabError(f"config file {str(path)!r} is corrupt (not valid JSON).") from None
+    if not isinstance(config, dict):
+        raise DifflabError(f"config file {str(path)!r} must hold a mapping of sections, not a {type(config).__name__}.")
+    return with_record(config, read_record(run_dir))
+
+
+#: beside config.json (what was asked for), what training measured: the data normalisation, a latent run's
+#: scale factor, latent shape and clip range, a classifier's number of classes read off its data
+RECORD = "record.json"
+
+
+def read_record(run_dir: str | Path) -> dict:
+    """A run's ``record.json``, or {} for a run that has none (older runs kept these values in config.json)."""
+    path = Path(run_dir) / RECORD
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DifflabError(f"run record {str(path)!r} is corrupt (not valid JSON).") from None
+    if not isinstance(record, dict):
+        raise DifflabError(f"run record {str(path)!r} must hold a mapping, not a {type(record).__name__}.")
+    return record
+
+
+def with_record(config: dict, record: dict) -> dict:
+    """``config`` with the measured values of ``record`` merged in, section by section (a copy)."""
+    out = dict(config)
+    for key, value in record.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "normalization":
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
 def load_into(model: torch.nn.Module, state: dict, where: str | Path, what: str = "model") -> None:

@@ -34,7 +34,7 @@ def check_integer(value, name: str, minimum: int = 1) -> None:
     """Refuse anything but an integer >= ``minimum`` (booleans included), naming the key."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         want = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise DifflabError(f"{name} must be {want}, got {value!r}.")
+        raise DifflabError(f"⟨{name}⟩ must be {want}, got {value!r}.")
 
 
 def check_number(value, name: str, low: float = 0.0, high: float | None = None, positive: bool = False,
@@ -49,4 +49,4 @@ def check_number(value, name: str, low: float = 0.0, high: float | None = None, 
             want = "a positive number" if low == 0 else f"a number > {low:g}"
         else:
             want = f"a number >= {low:g}"
-        raise DifflabError(f"{name} must be {want}{f' ({why})' if why else ''}, got {value!r}.")
+        raise DifflabError(f"⟨{name}⟩ must be {want}{f' ({why})' if why else ''}, got {value!r}.")

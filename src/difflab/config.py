@@ -14,20 +14,11 @@ from pathlib import Path
 
 from .checks import check_integer, check_number, fill_sections  # noqa: F401 (re-exported)
 from .errors import DifflabError
+from .sections import DataSection, DiffusionSection, SampleSection, TrainSection, defaults
 
-SECTIONS: dict[str, dict] = {
-    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None, "low_res_factor": None},
-    "diffusion": {"schedule": "linear", "T": 1000, "parameterization": "eps", "schedule_params": {},
-                  "loss": "simple", "learned_variance": False, "vlb_weight": 0.001},
-    "train": {
-        "steps": 2000, "batch_size": 128, "lr": 2e-4, "weight_decay": 0.0, "warmup": 100,
-        "grad_clip": 1.0, "ema_decay": 0.999, "log_every": 50, "sample_every": 0,
-        "save_every": 1000, "keep": 2, "num_samples": 64, "label_dropout": 0.1,
-        "precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False,
-        "timestep_sampler": "uniform",
-    },
-    "sample": {"sampler": "ddim", "steps": 50, "eta": 0.0, "clip": True},
-}
+#: each section's defaults, from its dataclass in :mod:`difflab.sections`
+SECTIONS: dict[str, dict] = {"data": defaults(DataSection), "diffusion": defaults(DiffusionSection),
+                             "train": defaults(TrainSection), "sample": defaults(SampleSection)}
 
 
 def _toy(name: str) -> dict:
@@ -218,6 +209,20 @@ def _check_numbers(cfg: dict) -> None:
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])
     check_steps(cfg["sample"]["steps"], schedule.T if schedule.discrete else None)
+
+
+def with_defaults(config: dict) -> dict:
+    """A saved config with the keys it lacks filled in from the section defaults and the model type's defaults, so
+    a run saved before a key existed reads as having the key's default (the shipped models, older runs)."""
+    from .models import complete_config
+
+    out = dict(config)
+    for section, values in SECTIONS.items():
+        if isinstance(config.get(section), dict):
+            out[section] = {**copy.deepcopy(values), **config[section]}
+    if isinstance(config.get("model"), dict):
+        out["model"] = complete_config(config["model"])
+    return out
 
 
 def load_file(path: str | Path) -> dict:

@@ -161,10 +161,10 @@ def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
     from . import schedules
 
     diff = config["diffusion"]
-    schedule = schedules.get(diff["schedule"], diff["T"], **diff.get("schedule_params", {}))
+    schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
     if "latent" in config:  # latents are clipped to the largest magnitude measured on the data (difflab.latent)
         c = config["latent"].get("clip")
         clip = (-c, c) if c and config["sample"]["clip"] else None
     return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
-                         learned_variance=diff.get("learned_variance", False))
+                         learned_variance=diff["learned_variance"])

@@ -191,8 +191,8 @@ def _num_classes(denoiser: ModelDenoiser) -> int:
     k = getattr(getattr(denoiser, "model", None), "num_classes", None)
     if not k:
         raise DifflabError("this model is unconditional (trained without classes); classifier-free guidance and "
-                           "--class need a class-conditional model (model.num_classes in its config), or else "
-                           "classifier guidance (--guidance classifier --classifier DIR).")
+                           "⟨classes⟩ need a class-conditional model (model.num_classes in its config), or else "
+                           "classifier guidance (⟨guidance⟩ classifier with a ⟨classifier⟩).")
     return int(k)
 
 
@@ -228,23 +228,23 @@ def conditional_denoiser(denoiser: ModelDenoiser, num: int, classes: Sequence[in
     if guidance == "none":
         guidance = None
     if classifier is not None and guidance != "classifier":
-        raise DifflabError("a classifier was given but the guidance is not 'classifier'; pass --guidance classifier "
-                           "with --classifier.")
+        raise DifflabError("a ⟨classifier⟩ was given but ⟨guidance⟩ is not 'classifier'; set ⟨guidance⟩ to classifier "
+                           "to use it.")
     if guidance == "classifier" and classifier is None:
-        raise DifflabError("classifier guidance needs a noise-aware classifier: --classifier DIR (a run of "
+        raise DifflabError("classifier guidance needs a noise-aware ⟨classifier⟩ (a run of "
                            "difflab train-classifier).")
     if not classes:
         if guidance is not None:
-            raise DifflabError("guidance needs the class to guide towards (--class or --classes).")
+            raise DifflabError("guidance needs the class to guide towards (⟨classes⟩).")
         if compose:
-            raise DifflabError("--compose needs at least two classes (--classes 3,7).")
+            raise DifflabError("⟨compose⟩ needs at least two ⟨classes⟩ (3,7, say).")
         return denoiser
     if guidance == "classifier":
         return _classifier_guided(denoiser, num, list(classes), scale, compose, classifier, ancestral)
     classes = check_classes(list(classes), _num_classes(denoiser))
     if compose:
         if len(classes) < 2:
-            raise DifflabError("--compose needs at least two classes (--classes 3,7).")
+            raise DifflabError("⟨compose⟩ needs at least two ⟨classes⟩ (3,7, say).")
         return ClassifierFreeGuidance(denoiser, classes, scale if guidance == "cfg" else 0.0)
     per_sample = torch.tensor([classes[i % len(classes)] for i in range(num)], dtype=torch.long)
     if guidance == "cfg":
@@ -263,7 +263,7 @@ def _classifier_guided(denoiser, num: int, classes: list, scale: float, compose:
         raise DifflabError(f"the classifier predicts {k} classes but the class-conditional model knows {model_k}; "
                            "use a classifier trained on the model's classes.")
     if compose and len(classes) < 2:
-        raise DifflabError("--compose needs at least two classes (--classes 3,7).")
+        raise DifflabError("⟨compose⟩ needs at least two ⟨classes⟩ (3,7, say).")
     if compose:
         labels = list(classes)
         base = ClassifierFreeGuidance(denoiser, classes, 0.0) if model_k else denoiser

@@ -5,7 +5,7 @@ A diffusion run is a latent one when its config has a ``latent`` section:
 ``{"autoencoder": RUN_DIR, "scale_factor": null}``. The trainer encodes the data once (the KL
 posterior's mean; VQ latents before quantisation, Sec. 3.1), measures the scale factor s = 1 / std(z)
 on them, so that the latents have unit variance (Sec. 4.3.2 and Appx. G, "rescale the latent by the
-component-wise standard deviation"), and records s and the latent shape in ``config.json``, with
+component-wise standard deviation"), and records s and the latent shape in the run's ``record.json``, with
 ``clip``: the largest |s z| of the data, the range x̂_0 is clipped to when the run samples with
 ``sample.clip`` — the latent counterpart of clipping pixels to [−1, 1]. It matters at the first steps of
 a schedule whose ᾱ_T is almost 0 (cosine: ᾱ_T ≈ 2e-9), where x̂_0 = (z_t − σ_t ε̂)/α_t multiplies any
@@ -114,20 +114,19 @@ def load_codec(config: dict, device="cpu") -> LatentCodec:
 
 
 def encode_dataset(config: dict, dataset, norm, device):
-    """Encode a dataset for latent training: returns (the dataset with its latents as data, the latents
-    on ``device``). Measures the scale factor on these latents when the config does not give one, and
-    records it, the latent shape and the latents' largest magnitude (``clip``) in ``config["latent"]``."""
+    """Encode a dataset for latent training: returns (the dataset with its latents as data, the latents on
+    ``device``, the measured values of the latent section: the scale factor (measured on these latents unless the
+    config gives one), the latent shape and the latents' largest magnitude ``clip`` (unless given)), for the
+    run's record. The config is not changed."""
     from dataclasses import replace
 
-    config["latent"] = check_section(config["latent"])
+    latent = check_section(config["latent"])
     ae = _load(config, device)
     _check_matches(ae, config)
     codec = LatentCodec(ae, 1.0)
     z = codec.encode(norm.to_model(dataset.data).to(device))
-    if config["latent"]["scale_factor"] is None:
-        config["latent"]["scale_factor"] = scale_factor(z)
-    config["latent"]["shape"] = list(ae.latent_shape)
-    z = z * config["latent"]["scale_factor"]
-    if config["latent"]["clip"] is None:
-        config["latent"]["clip"] = float(z.abs().max())
-    return replace(dataset, data=z.cpu()), z
+    scale = latent["scale_factor"] if latent["scale_factor"] is not None else scale_factor(z)
+    z = z * scale
+    clip = latent["clip"] if latent["clip"] is not None else float(z.abs().max())
+    measured = {"scale_factor": scale, "shape": list(ae.latent_shape), "clip": clip}
+    return replace(dataset, data=z.cpu()), z, measured

@@ -50,7 +50,7 @@ def hybrid(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None
     """L_hybrid = L_simple + λ L_vlb per example (Nichol & Dhariwal 2021, Eq. 16; λ = ``settings["vlb_weight"]``)."""
     from .variational_bound import hybrid_losses
 
-    return hybrid_losses(denoiser, x0, t, noise=eps, y=y, lam=settings.get("vlb_weight", 0.001), objective="hybrid",
+    return hybrid_losses(denoiser, x0, t, noise=eps, y=y, lam=settings["vlb_weight"], objective="hybrid",
                          **conditioning)["loss"]
 
 

@@ -16,12 +16,15 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from difflab.errors import DifflabError
 from difflab.io import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "image_grid",

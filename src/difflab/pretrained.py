@@ -51,7 +51,7 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
 
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
-        raise DifflabError(f"--out {str(out)!r} already exists; choose a new directory.")
+        raise DifflabError(f"⟨out⟩ {str(out)!r} already exists; choose a new directory.")
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).")
@@ -62,6 +62,8 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
     try:
         shutil.copyfile(ckpt / f"{weights}.safetensors", tmp / WEIGHTS)
         shutil.copyfile(config_path, tmp / "config.json")
+        if (run_dir / checkpoint.RECORD).exists():  # what training measured, beside the config
+            shutil.copyfile(run_dir / checkpoint.RECORD, tmp / checkpoint.RECORD)
         meta = {"step": state["step"], "weights": weights, "sha256": _sha256(tmp / WEIGHTS), "notes": notes}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
         for p in tmp.iterdir():
@@ -94,4 +96,6 @@ def read_exported(path: str | Path) -> tuple[dict, dict, int]:
         tensors = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:  # pragma: no cover - the checksum catches these first
         raise DifflabError(f"weights file {str(path / WEIGHTS)!r} could not be read ({e}).") from None
-    return config, tensors, int(meta.get("step", 0))
+    from . import checkpoint
+
+    return checkpoint.with_record(config, checkpoint.read_record(path)), tensors, int(meta.get("step", 0))

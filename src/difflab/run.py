@@ -182,6 +182,7 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
     "model"), an exported model directory, or the name of a shipped pretrained model
     (:func:`difflab.pretrained.names`)."""
     from . import pretrained
+    from .config import with_defaults
     from .models import build_model
     from . import checkpoint
 
@@ -196,9 +197,10 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
                            f"pretrained model ({shipped}).")
     if pretrained.is_exported(run_dir) and not checkpoint.list_checkpoints(run_dir):
         config, state, step = pretrained.read_exported(run_dir)
+        config = with_defaults(config)
         where = run_dir / pretrained.WEIGHTS
     else:
-        config = checkpoint.read_config(run_dir)
+        config = with_defaults(checkpoint.read_config(run_dir))
         where = checkpoint.latest_valid(run_dir)
         state = checkpoint.load_tensors(where, weights)
         step = json.loads((where / "state.json").read_text())["step"]

@@ -35,17 +35,31 @@ COMMANDS = [train, sample, train_classifier, train_autoencoder, evaluate, reprod
             schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
     p.add_argument("--version", action="version", version="difflab 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {}
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
-    return p
+        parsers[command.NAME] = sub.add_parser(command.NAME, help=command.HELP)
+        command.add_arguments(parsers[command.NAME])
+    return p, parsers
+
+
+def _flag_for(parser: argparse.ArgumentParser):
+    """How the command names a library parameter: the flag that sets it (``train.grad_accum`` -> ``--grad-accum``,
+    ``device`` -> ``--device``), or the parameter's own name where the command has no such flag."""
+    flags = set(parser._option_string_actions)
+
+    def name_of(parameter: str) -> str:
+        flag = "--" + parameter.rsplit(".", 1)[-1].replace("_", "-")
+        return flag if flag in flags else parameter
+    return name_of
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, parsers = _parser()
+    args = parser.parse_args(argv)
     import warnings
 
     from ..errors import DifflabError
@@ -55,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         execute(args)
     except DifflabError as e:
-        print(f"difflab {args.command}: error: {e}", file=sys.stderr)
+        print(f"difflab {args.command}: error: {e.render(_flag_for(parsers[args.command]))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"difflab {args.command}: interrupted", file=sys.stderr)

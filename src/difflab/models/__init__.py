@@ -1,53 +1,44 @@
 """The networks: MLP for 2-D toys and the DDPM U-Net, built from a JSON-able config.
 
 ``build_model({"type": "unet", "image_size": 8, ...})`` returns the network; missing options
-take the values in :data:`MODEL_DEFAULTS`, and :func:`complete_config` returns the full config
+take the defaults of the network's own signature (:data:`MODEL_DEFAULTS`), and :func:`complete_config` returns the full config
 (to save as ``config.json`` beside the weights).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 
 from torch import nn
 
 from difflab.errors import DifflabError
 from difflab.models.embedding import timestep_embedding
 from difflab.models.mlp import MLP
-from difflab.models.text_unet import TEXT_DEFAULTS, TextConditionedUNet
+from difflab.models.text_unet import TextConditionedUNet
 from difflab.models.unet import UNet
 
-__all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "timestep_embedding"]
+__all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "signature_defaults", "timestep_embedding"]
 
 _CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "text-unet": TextConditionedUNet}
 
-#: Model type -> its default keyword arguments (JSON-friendly: lists, not tuples).
-MODEL_DEFAULTS: dict[str, dict] = {
-    "mlp": {"dim": 2, "hidden": 256, "depth": 3, "time_dim": 64},
-    "unet": {
-        "in_channels": 1,
-        "out_channels": None,
-        "image_size": 28,
-        "base_channels": 64,
-        "channel_mult": [1, 2, 2],
-        "num_res_blocks": 2,
-        "attention_resolutions": [14],
-        "dropout": 0.1,
-        "num_heads": 1,
-        "groups": 32,
-        "num_classes": None,
-        "num_head_channels": None,
-        "resblock_updown": False,
-        "scale_shift_norm": False,
-        "rescale_residuals": False,
-        "cond_channels": 0,
-        "context_dim": None,
-        "cross_attention_resolutions": [],
-    },
-}
+def signature_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict:
+    """The keyword options of ``cls.__init__`` with their defaults, JSON-friendly (tuples become lists): each model's
+    defaults are written once, in its own signature."""
+    out = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in skip or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        value = param.default
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+#: Model type -> its default keyword arguments, read off the networks' signatures.
+MODEL_DEFAULTS: dict[str, dict] = {"mlp": signature_defaults(MLP), "unet": signature_defaults(UNet)}
 #: a U-Net with cross-attention to a text encoder's tokens (:mod:`difflab.models.text_unet`)
 # (its context_dim is the text encoder's width)
-MODEL_DEFAULTS["text-unet"] = {**{k: v for k, v in MODEL_DEFAULTS["unet"].items() if k != "context_dim"}, **TEXT_DEFAULTS}
+MODEL_DEFAULTS["text-unet"] = {**signature_defaults(UNet, skip=("context_dim",)), **signature_defaults(TextConditionedUNet)}
 
 
 def complete_config(config: dict) -> dict:

@@ -27,7 +27,6 @@ import math
 
 import torch
 
-from ..errors import DifflabError
 from ..random import randn
 from . import register, step_pairs
 from ._kernels import (LOWER_ORDER_FINAL_BELOW, alpha_sigma, as_time, check_flag, check_order,  # noqa: F401

@@ -21,7 +21,6 @@ import torch
 
 from ..denoiser import Prediction
 from ..errors import DifflabError
-from ..sde import sde_coefficients
 from . import register
 from ._kernels import sde_terms
 

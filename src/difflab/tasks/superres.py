@@ -29,7 +29,7 @@ def factor_of(run) -> int:
     factor = run.config["data"].get("low_res_factor")
     if not factor:
         raise DifflabError(f"model {str(run.path)!r} is not a super-resolution model (its config has no "
-                           "data.low_res_factor); train one with the preset mnist-sr, or use ILVR (--method ilvr).")
+                           "data.low_res_factor); train one with the preset mnist-sr, or use ILVR (:func:`difflab.tasks.ilvr.ilvr`; ⟨method⟩ ilvr).")
     return int(factor)
 
 

@@ -26,23 +26,20 @@ import torch
 from .. import regularizers
 from ..checks import check_integer, check_number, fill_sections
 from ..data import load_dataset
+from ..checkpoint import read_record, with_record
 from ..data.normalization import Normalization
 from ..errors import DifflabError
 from ..io import write_json
 from ..saved import AUTOENCODER
+from ..sections import AutoencoderDataSection, AutoencoderLossSection, AutoencoderTrainSection, defaults
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 from .state import flatten_optimizer, unflatten_optimizer
 from .trainable import Trainable
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
 
-SECTIONS: dict[str, dict] = {
-    "data": {"name": "mnist-pairs", "num": None},
-    "loss": {"reconstruction": "l1", "kl_weight": 1e-5, "commitment_weight": 0.25, "disc_weight": 0.0,
-             "disc_start": 0},
-    "train": {"steps": 3000, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.0, "warmup": 100, "grad_clip": 1.0,
-              "ema_decay": 0.999, "log_every": 50, "save_every": 500, "keep": 2, "eval_num": 1000},
-}
+SECTIONS: dict[str, dict] = {"data": defaults(AutoencoderDataSection), "loss": defaults(AutoencoderLossSection),
+                             "train": defaults(AutoencoderTrainSection)}
 
 PRESETS: dict[str, dict] = {
     "mnist-pairs-kl": {"model": {"type": "kl"}},
@@ -96,8 +93,8 @@ class AutoencoderTrainable(Trainable):
 
     metrics = ("loss", "reconstruction", "regularizer")
 
-    def __init__(self, config: dict):
-        self.config = config
+    def __init__(self, config: dict, record: dict | None = None):
+        self.config, self.record = config, dict(record or {})
         m, loss = config["model"], config["loss"]
         self.name = f"train-autoencoder {m['type']}"
         self.loss_title = f"{m['type']} autoencoder: loss per example"
@@ -115,7 +112,8 @@ class AutoencoderTrainable(Trainable):
                                f"autoencoder expects {m['in_channels']}x{m['image_height']}x{m['image_width']}; set "
                                "model.in_channels, model.image_height and model.image_width to match.")
         norm = Normalization.fit("image", dataset.data)
-        config["normalization"] = norm.to_config()
+        self.record["normalization"] = norm.to_config()
+        self.run_config = with_record(config, self.record)
         self.data, self.device = norm.to_model(dataset.data).to(device), device
         return self.data.shape[0]
 
@@ -174,7 +172,7 @@ class AutoencoderTrainable(Trainable):
     _adversarial = False
 
     def finish(self, ema_model: torch.nn.Module, out: Path, step: int, log) -> None:
-        evaluate(ema_model, self.config, out, step, log)
+        evaluate(ema_model, self.run_config, out, step, log)
 
     def finished(self, out: Path, step: int) -> bool:
         return (out / "eval.json").exists()
@@ -193,7 +191,7 @@ def train_autoencoder(config: dict | None, out: str | Path, steps: int | None = 
     if steps is not None:
         config["train"]["steps"] = steps
     opts = LoopOptions.from_section(config["train"])
-    return fit(AutoencoderTrainable(config), out, opts, config["seed"], resume=resume, device=device,
+    return fit(AutoencoderTrainable(config, read_record(out) if resume else None), out, opts, config["seed"], resume=resume, device=device,
                progress=progress, max_minutes=max_minutes, log=log)
 
 

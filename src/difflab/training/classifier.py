@@ -21,7 +21,6 @@ One process; no torchrun.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 
 from .. import process
 from ..checks import check_integer, check_number, fill_sections
+from ..checkpoint import read_record, with_record
 from ..data.normalization import Normalization
 from ..denoiser import Preconditioning
 from ..errors import DifflabError
@@ -36,6 +36,7 @@ from ..io import write_json
 from ..objectives import uniform_timesteps
 from ..random import randn
 from ..saved import classifier_schedule
+from ..sections import ClassifierDataSection, ClassifierDiffusionSection, ClassifierTrainSection, defaults
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 from .trainable import Trainable
@@ -67,12 +68,8 @@ PRESETS: dict[str, dict] = {
     "fashion-mnist-classifier": _mnist_like("fashion-mnist"),
 }
 
-SECTIONS: dict[str, dict] = {
-    "data": {"name": None, "root": None, "image_size": None, "channels": None, "num": None},
-    "diffusion": {"schedule": "linear", "T": 1000, "schedule_params": {}},
-    "train": {"steps": 2000, "batch_size": 128, "lr": 3e-4, "weight_decay": 0.05, "warmup": 100, "grad_clip": 1.0,
-              "ema_decay": 0.999, "log_every": 50, "save_every": 1000, "keep": 2, "eval_num": 1000},
-}
+SECTIONS: dict[str, dict] = {"data": defaults(ClassifierDataSection), "diffusion": defaults(ClassifierDiffusionSection),
+                             "train": defaults(ClassifierTrainSection)}
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
 _HAS_TEST_SPLIT = ("mnist", "fashion-mnist", "idx")
@@ -146,8 +143,8 @@ class ClassifierTrainable(Trainable):
 
     metrics = ("loss", "accuracy")
 
-    def __init__(self, config: dict):
-        self.config = config
+    def __init__(self, config: dict, record: dict | None = None):
+        self.config, self.record = config, dict(record or {})
         self.name = f"train-classifier {config['data']['name']}"
         self.loss_title = f"{config['data']['name']} classifier: cross-entropy"
         self.schedule = classifier_schedule(config)
@@ -158,8 +155,8 @@ class ClassifierTrainable(Trainable):
         x_train, y_train, x_eval, y_eval, self.split, dataset = _split(config, config["seed"])
         top = int(dataset.labels.max())
         model_cfg = config["model"]
-        if model_cfg["num_classes"] is None:
-            model_cfg["num_classes"] = top + 1
+        if model_cfg["num_classes"] is None:  # read off the data, and recorded
+            self.record["model"] = {"num_classes": self.record.get("model", {}).get("num_classes", top + 1)}
         elif top >= model_cfg["num_classes"] or int(dataset.labels.min()) < 0:
             raise DifflabError(f"dataset {dataset.name!r} has labels up to {top}, but model.num_classes is "
                                f"{model_cfg['num_classes']}; set it to at least {top + 1}.")
@@ -169,7 +166,8 @@ class ClassifierTrainable(Trainable):
                                f"{model_cfg['in_channels']}x{model_cfg['image_size']}x{model_cfg['image_size']}; "
                                "set model.in_channels and model.image_size to match.")
         norm = Normalization.fit("image", dataset.data)
-        config["normalization"] = norm.to_config()
+        self.record["normalization"] = norm.to_config()
+        self.run_config = with_record(config, self.record)
         self.data, self.labels = norm.to_model(x_train).to(device), y_train.long().to(device)
         self.x_eval, self.y_eval = norm.to_model(x_eval).to(device), y_eval.long().to(device)
         self.device = device
@@ -177,7 +175,7 @@ class ClassifierTrainable(Trainable):
 
     def build(self) -> torch.nn.Module:
         from ..models.classifier import build_classifier
-        return build_classifier(self.config["model"])
+        return build_classifier(self.run_config["model"])
 
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
         x0 = self.data[idx]
@@ -207,19 +205,13 @@ def train_classifier(config: dict | None, out: str | Path, steps: int | None = N
     out = Path(out)
     if config is not None:
         config = validate(config)
-        saved = out / "config.json"
-        if resume and config["model"]["num_classes"] is None and saved.is_file():  # the run filled it in from the data
-            try:
-                config["model"]["num_classes"] = json.loads(saved.read_text())["model"]["num_classes"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                pass  # prepare_run_config names the problem
     config = prepare_run_config(out, config, resume, seed, command="train-classifier", resumable=RESUMABLE_KEYS,
                                 check_saved=lambda saved: _check_classifier_run(saved, out))
     check_run_length(steps, max_minutes)
     if steps is not None:
         config["train"]["steps"] = steps
     opts = LoopOptions.from_section(config["train"])
-    return fit(ClassifierTrainable(config), out, opts, config["seed"], resume=resume, device=device, progress=progress,
+    return fit(ClassifierTrainable(config, read_record(out) if resume else None), out, opts, config["seed"], resume=resume, device=device, progress=progress,
                max_minutes=max_minutes, log=log)
 
 

@@ -23,17 +23,18 @@ from pathlib import Path
 import torch
 
 from .. import objectives, timestep_sampling
+from ..checkpoint import read_record, with_record
+from ..config import with_defaults
 from ..data import load_dataset
 from ..data.normalization import Normalization
 from ..denoiser import build_denoiser
 from ..errors import DifflabError
 from ..random import randn
+from ..sections import RUN_OPTIONS, LoopSettings, defaults
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 from .trainable import Trainable
 
-# options of a run beyond the config file's keys, with their defaults (kept in config["train"])
-RUN_OPTIONS = {"precision": "fp32", "grad_accum": 1, "compile": False, "channels_last": False}
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
@@ -44,16 +45,16 @@ class DiffusionTrainable(Trainable):
     """A diffusion model on its data: x_0, t, ε and (dropped) labels are drawn for the global batch; the loss is
     the config's objective through the run's preconditioned network."""
 
-    def __init__(self, config: dict):
-        self.config = config
+    def __init__(self, config: dict, record: dict | None = None):
+        self.config, self.record = config, dict(record or {})
         self.name = f"train {config['data']['name']}"
-        self.loss_title = f"{config['data']['name']}: {LOSS_NAMES[config['diffusion'].get('loss', 'simple')]}"
+        self.loss_title = f"{config['data']['name']}: {LOSS_NAMES[config['diffusion']['loss']]}"
         diff, tr = config["diffusion"], config["train"]
-        self.objective = objectives.LOSSES[diff.get("loss", "simple")]
-        name = tr.get("timestep_sampler", "uniform")
+        self.objective = objectives.LOSSES[diff["loss"]]
+        name = tr["timestep_sampler"]
         # L_simple with uniform t keeps its own draw (uniform_timesteps, also for continuous schedules);
         # the IDDPM objectives and importance sampling draw t from a timestep sampler (IDDPM Sec. 3.3)
-        self.t_sampler = None if diff.get("loss", "simple") == "simple" and name == "uniform" \
+        self.t_sampler = None if diff["loss"] == "simple" and name == "uniform" \
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
 
@@ -62,12 +63,13 @@ class DiffusionTrainable(Trainable):
         d = config["data"]
         dataset = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"], num=d["num"],
                                seed=seed)
-        self.norm = Normalization.fit(dataset.kind, dataset.data) if "normalization" not in config \
-            else Normalization.from_config(config["normalization"])
-        config["normalization"] = self.norm.to_config()
+        known = self.record.get("normalization") or config.get("normalization")  # older runs kept it in the config
+        self.norm = Normalization.from_config(known) if known else Normalization.fit(dataset.kind, dataset.data)
+        self.record["normalization"] = self.norm.to_config()
         if "latent" in config:  # latent diffusion: the data become the autoencoder's scaled latents (difflab.latent)
             from ..latent import encode_dataset
-            dataset, self.data = encode_dataset(config, dataset, self.norm, device)
+            dataset, self.data, self.record["latent"] = encode_dataset(with_record(config, self.record), dataset,
+                                                                       self.norm, device)
         else:
             self.data = self.norm.to_model(dataset.data).to(device)
         self.dataset, self.device = dataset, device
@@ -77,7 +79,8 @@ class DiffusionTrainable(Trainable):
         self.null = num_classes
         if config["model"]["type"] == "text-unet":  # the captions' word ids; the null prompt is all padding (id 0)
             self.labels, self.null = _prompt_ids(config["model"], dataset).to(device), 0
-        self.schedule = build_denoiser(None, config).schedule
+        self.run_config = with_record(config, self.record)  # the config a loaded run will see
+        self.schedule = build_denoiser(None, self.run_config).schedule
         return self.data.shape[0]
 
     def build(self) -> torch.nn.Module:
@@ -102,7 +105,7 @@ class DiffusionTrainable(Trainable):
         return {"x0": x0, "t": t, "eps": eps, "y": y, "cond": cond, "weights": weights, "per_t": per_t}
 
     def loss(self, net, batch: dict, part: slice) -> tuple[torch.Tensor, dict]:
-        denoiser = build_denoiser(net, self.config)
+        denoiser = build_denoiser(net, self.run_config)
         y, cond = batch["y"], batch["cond"]
         extra = {} if cond is None else {"cond": cond[part]}
         losses = self.objective(denoiser, batch["x0"][part], t=batch["t"][part], eps=batch["eps"][part],
@@ -127,7 +130,7 @@ class DiffusionTrainable(Trainable):
             self.t_sampler.load_state_dict({k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
 
     def sample_grid(self, ema_model: torch.nn.Module, out: Path, step: int) -> None:
-        _write_samples(self.config, self.norm, build_denoiser(ema_model, self.config), _grid_path(out, step),
+        _write_samples(self.run_config, self.norm, build_denoiser(ema_model, self.run_config), _grid_path(out, step),
                        self.config["train"]["num_samples"], self.config["seed"], self.dataset)
 
     def finish(self, ema_model: torch.nn.Module, out: Path, step: int, log) -> None:
@@ -157,32 +160,18 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
     """
     out = Path(out)
     config = prepare_run_config(out, config, resume, seed, command="train", resumable=RESUMABLE_KEYS,
-                                read=_with_defaults)
+                                read=with_defaults)
     tr = config["train"]
-    for key, default in RUN_OPTIONS.items():
+    for key, default in defaults(LoopSettings).items():
         tr.setdefault(key, default)
     options = {"steps": steps, "log_every": log_every, "sample_every": sample_every, "save_every": save_every,
                "precision": precision, "grad_accum": grad_accum, "compile": compile_model, "channels_last": channels_last}
     tr.update({k: v for k, v in options.items() if v is not None})
     opts = LoopOptions.from_section(tr)
     check_run_length(None, max_minutes)
-    return fit(DiffusionTrainable(config), out, opts, config["seed"], resume=resume, device=device, progress=progress,
+    record = read_record(out) if resume else None
+    return fit(DiffusionTrainable(config, record), out, opts, config["seed"], resume=resume, device=device, progress=progress,
                max_minutes=max_minutes, log=log)
-
-
-def _with_defaults(config: dict) -> dict:
-    """A config with the keys it lacks filled in from the section defaults and the model type's
-    defaults, so a run saved before a key existed reads as having the key's default."""
-    from ..config import SECTIONS
-    from ..models import complete_config
-
-    out = dict(config)
-    for section, defaults in SECTIONS.items():
-        if isinstance(config.get(section), dict):
-            out[section] = {**copy.deepcopy(defaults), **config[section]}
-    if isinstance(config.get("model"), dict):
-        out["model"] = complete_config(config["model"])
-    return out
 
 
 def split_run_options(raw: dict) -> tuple[dict, dict]:

@@ -61,7 +61,7 @@ class World:
         elif device.type == "cpu":
             backend = "gloo"
         else:
-            raise DifflabError(f"torchrun training runs on cpu or cuda, not on {device.type!r}; pass --device cpu or --device cuda.")
+            raise DifflabError(f"torchrun training runs on cpu or cuda, not on {device.type!r}; set ⟨device⟩ to cpu or cuda.")
         if not dist.is_available():  # pragma: no cover - builds without torch.distributed
             raise DifflabError("this build of PyTorch has no torch.distributed; run without torchrun.")
         dist.init_process_group(backend=backend)
@@ -117,7 +117,7 @@ def check_split(batch_size: int, world_size: int, grad_accum: int) -> int:
     if per_rank % grad_accum:
         where = f"the per-process batch {per_rank} (train.batch_size {batch_size} / {world_size} processes)" \
             if world_size > 1 else f"train.batch_size = {batch_size}"
-        raise DifflabError(f"--grad-accum {grad_accum} does not divide {where}; choose a --grad-accum that divides it.")
+        raise DifflabError(f"⟨train.grad_accum⟩ {grad_accum} does not divide {where}; choose a ⟨train.grad_accum⟩ that divides it.")
     return per_rank // grad_accum
 
 
@@ -129,19 +129,19 @@ def pick_device(name: str | None, world: World) -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise DifflabError(f"--device must be cpu, cuda, cuda:<index> or mps, got {name!r}.") from None
+        raise DifflabError(f"⟨device⟩ must be cpu, cuda, cuda:<index> or mps, got {name!r}.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DifflabError(f"--device {name} asks for CUDA, but PyTorch sees no CUDA GPU here; use --device cpu.")
+            raise DifflabError(f"⟨device⟩ {name} asks for CUDA, but PyTorch sees no CUDA GPU here; set ⟨device⟩ to cpu.")
         index = world.local_rank if device.index is None and world.distributed else (device.index or 0)
         if index >= torch.cuda.device_count():
-            raise DifflabError(f"--device {name}: this process needs cuda:{index}, but only {torch.cuda.device_count()} GPU(s) are visible.")
+            raise DifflabError(f"⟨device⟩ {name}: this process needs cuda:{index}, but only {torch.cuda.device_count()} GPU(s) are visible.")
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     if device.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DifflabError(f"--device {name} asks for Apple's MPS, which is not available here; use --device cpu.")
+            raise DifflabError(f"⟨device⟩ {name} asks for Apple's MPS, which is not available here; set ⟨device⟩ to cpu.")
         return device
     if device.type != "cpu":
-        raise DifflabError(f"--device must be cpu, cuda, cuda:<index> or mps, got {name!r}.")
+        raise DifflabError(f"⟨device⟩ must be cpu, cuda, cuda:<index> or mps, got {name!r}.")
     return device

@@ -29,6 +29,7 @@ from .. import checkpoint
 from ..checks import check_integer, check_number
 from ..errors import DifflabError
 from ..io import write_json, write_text
+from ..sections import LoopSettings
 from . import distributed
 from .ema import EMA
 from .run_config import make_run_dir, remove_stale_temp_files
@@ -37,24 +38,20 @@ from .state import DataOrder, TrainingState
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-@dataclass
-class LoopOptions:
-    """How the loop runs, with each default in this one place (a config's ``train`` section fills them)."""
+@dataclass(kw_only=True)
+class LoopOptions(LoopSettings):
+    """How the loop runs: the keys of a completed ``train`` section that the loop reads (every trainer's section
+    has them, with its own defaults), and the :class:`~difflab.sections.LoopSettings` shared by all."""
 
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 2e-4
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 50
-    sample_every: int = 0
-    save_every: int = 1000
-    keep: int = 2
-    precision: str = "fp32"
-    grad_accum: int = 1
-    compile: bool = False
-    channels_last: bool = False
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int
+    grad_clip: float
+    ema_decay: float
+    log_every: int
+    save_every: int
+    keep: int
 
     @classmethod
     def from_section(cls, train: dict) -> "LoopOptions":
@@ -64,30 +61,29 @@ class LoopOptions:
         return opts
 
     def check(self) -> None:
-        for key, flag in (("steps", "--steps"), ("batch_size", "train.batch_size"), ("log_every", "--log-every"),
-                          ("grad_accum", "--grad-accum"), ("keep", "train.keep")):
-            check_integer(getattr(self, key), flag)
+        for key in ("steps", "batch_size", "log_every", "grad_accum", "keep"):
+            check_integer(getattr(self, key), f"train.{key}")
         check_integer(self.warmup, "train.warmup", 0)
-        for key, flag in (("sample_every", "--sample-every"), ("save_every", "--save-every")):
+        for key in ("sample_every", "save_every"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise DifflabError(f"{flag} must be an integer >= 0 (0: only at the end), got {v!r}.")
+                raise DifflabError(f"⟨train.{key}⟩ must be an integer >= 0 (0: only at the end), got {v!r}.")
         check_number(self.lr, "train.lr", positive=True)
         check_number(self.grad_clip, "train.grad_clip", why="0 turns clipping off")
         check_number(self.ema_decay, "train.ema_decay", high=1)
         if self.precision not in PRECISIONS:
-            raise DifflabError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
-        for key, flag in (("compile", "--compile"), ("channels_last", "--channels-last")):
+            raise DifflabError(f"⟨train.precision⟩ must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        for key in ("compile", "channels_last"):
             if not isinstance(getattr(self, key), bool):
-                raise DifflabError(f"{flag} must be true or false, got {getattr(self, key)!r}.")
+                raise DifflabError(f"⟨train.{key}⟩ must be true or false, got {getattr(self, key)!r}.")
 
 
 def check_run_length(steps: int | None, max_minutes: float | None) -> None:
     """Refuse a ``--steps`` that is not a positive integer and a ``--max-minutes`` that is not a positive number."""
     if steps is not None:
-        check_integer(steps, "--steps")
+        check_integer(steps, "train.steps")
     if max_minutes is not None:
-        check_number(max_minutes, "--max-minutes", positive=True)
+        check_number(max_minutes, "max_minutes", positive=True)
 
 
 def dropout_seed(seed: int, rank: int, step: int) -> int:
@@ -144,15 +140,15 @@ def _autocast(precision: str, device: torch.device):
     try:
         return torch.autocast(device_type=device.type, dtype=dtype)
     except RuntimeError as e:  # pragma: no cover - devices without bf16 autocast
-        raise DifflabError(f"--precision {precision} is not supported on {device.type} ({e}).") from None
+        raise DifflabError(f"⟨train.precision⟩ {precision} is not supported on {device.type} ({e}).") from None
 
 
 def _compile(net: torch.nn.Module) -> torch.nn.Module:
     try:
         return torch.compile(net)
     except Exception as e:
-        raise DifflabError(f"--compile: torch.compile is not usable here ({str(e).strip().splitlines()[0][:200]}); "
-                           "run without --compile.") from None
+        raise DifflabError(f"torch.compile is not usable here ({str(e).strip().splitlines()[0][:200]}); "
+                           "turn ⟨train.compile⟩ off.") from None
 
 
 def _channels_last(net):
@@ -304,6 +300,7 @@ def _fit(trainable, out: Path, opts: LoopOptions, seed: int, resume: bool, world
         make_run_dir(out)
         remove_stale_temp_files(out)
         write_json(out / "config.json", trainable.config)
+        write_json(out / checkpoint.RECORD, trainable.record)
     logger = _Log(trainable, out, start, opts, main, progress)
     max_seconds = None if max_minutes is None else 60.0 * max_minutes
     t0, step, stopped, last = time.perf_counter(), start, False, [float("nan")] * width
@@ -314,8 +311,8 @@ def _fit(trainable, out: Path, opts: LoopOptions, seed: int, resume: bool, world
                 sums, grad_norm, lr = train_step(step)
             except Exception as e:
                 if opts.compile and step == start + 1 and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
-                    raise DifflabError(f"--compile: torch.compile could not build the model on this machine "
-                                       f"({str(e).strip().splitlines()[0][:200]}); run without --compile.") from None
+                    raise DifflabError(f"torch.compile could not build the model on this machine "
+                                       f"({str(e).strip().splitlines()[0][:200]}); turn ⟨train.compile⟩ off.") from None
                 raise
             time_up = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
             if world.started:  # the batch sums from every rank, and whether any rank ran out of time

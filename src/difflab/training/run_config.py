@@ -63,17 +63,17 @@ def prepare_run_config(out: Path, config: dict | None, resume: bool, seed: int |
             if diffs:
                 more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
                 raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
-                                   "Pass the preset or config file the run was started with, or choose a new --out.")
+                                   "Pass the preset or config file the run was started with, or choose a new ⟨out⟩.")
         if seed is not None and seed != saved.get("seed"):
-            raise DifflabError(f"cannot resume {str(out)!r} with --seed {seed}: the run was started with seed "
-                               f"{saved.get('seed')}; leave --seed out when resuming.")
+            raise DifflabError(f"cannot resume {str(out)!r} with ⟨seed⟩ {seed}: the run was started with seed "
+                               f"{saved.get('seed')}; leave ⟨seed⟩ out when resuming.")
         return saved
     if config is None:
         raise DifflabError(f"{command} needs a config (a preset name, a config file or a dict) unless it resumes a run.")
     if out.exists() and not out.is_dir():
-        raise DifflabError(f"--out {str(out)!r} is a file, not a run directory.")
+        raise DifflabError(f"⟨out⟩ {str(out)!r} is a file, not a run directory.")
     if out.exists() and ((out / "config.json").exists() or checkpoint.list_checkpoints(out)):
-        raise DifflabError(f"run directory {str(out)!r} already holds a run; pass --resume to continue it or choose another --out.")
+        raise DifflabError(f"run directory {str(out)!r} already holds a run; set ⟨resume⟩ to continue it or choose another ⟨out⟩.")
     parent = out
     while not parent.exists():
         parent = parent.parent
@@ -95,7 +95,8 @@ def make_run_dir(out: Path) -> None:
 
 def remove_stale_temp_files(out: Path) -> None:
     """Temporary files of atomic writes that a killed run left behind (config, log, plots, grids)."""
-    patterns = [(out, ".config.json.*"), (out, ".log.csv.*"), (out, ".loss.png.*"), (out / "samples", ".step_*")]
+    patterns = [(out, ".config.json.*"), (out, ".record.json.*"), (out, ".log.csv.*"), (out, ".loss.png.*"),
+                (out / "samples", ".step_*")]
     for folder, pattern in patterns:
         for p in folder.glob(pattern):
             if p.is_file() and ".tmp" in p.name:

@@ -23,8 +23,11 @@ class Trainable:
     metrics: tuple[str, ...] = ("loss",)
     #: the title of loss.png
     loss_title: str = "loss"
-    #: the resolved config, written to the run's config.json once :meth:`setup` has run
+    #: the resolved config as asked for, written to the run's config.json
     config: dict
+    #: what :meth:`setup` measured (the data normalisation, ...), written beside it to record.json; a loaded run
+    #: sees the two merged (:func:`difflab.checkpoint.read_config`)
+    record: dict
 
     def setup(self, device: torch.device) -> int:
         """Load the data (onto ``device``); returns the number of training examples."""

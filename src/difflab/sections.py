@@ -1,0 +1,159 @@
+"""Typed configuration sections: one dataclass per section of a config file, each default written once, in its
+field. A config travels as the JSON-able mapping that ``config.json`` holds; :func:`defaults` gives a section's
+mapping of defaults and :func:`read` the typed object of a completed section. Every trainer's ``train`` section
+shares :class:`LoopSettings`, the options of the one training loop that have the same default everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+from .errors import DifflabError
+
+
+def defaults(cls) -> dict:
+    """The section's keys with their default values (a fresh copy)."""
+    out = {}
+    for f in fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def read(cls, section: dict, where: str):
+    """The typed object of a completed section mapping; an unknown key is named with the section ``where``."""
+    names = {f.name for f in fields(cls)}
+    for key in section:
+        if key not in names:
+            raise DifflabError(f"unknown config key '{where}.{key}'; expected one of {', '.join(sorted(names))}.")
+    return cls(**{k: v for k, v in section.items() if k in names})
+
+
+@dataclass(kw_only=True)
+class LoopSettings:
+    """What every trainer's ``train`` section may set beyond its own keys: the run options (bf16 autocast,
+    gradient accumulation, ``torch.compile``, channels-last) and how often to draw a sample grid (0: at the end)."""
+
+    precision: str = "fp32"
+    grad_accum: int = 1
+    compile: bool = False
+    channels_last: bool = False
+    sample_every: int = 0
+
+
+RUN_OPTIONS = ("precision", "grad_accum", "compile", "channels_last")
+
+
+# --- the diffusion trainer's config (difflab train) ---------------------------------------------------------------
+
+@dataclass
+class DataSection:
+    name: str | None = None
+    root: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    num: int | None = None
+    low_res_factor: int | None = None
+
+
+@dataclass
+class DiffusionSection:
+    schedule: str = "linear"
+    T: int = 1000
+    parameterization: str = "eps"
+    schedule_params: dict = field(default_factory=dict)
+    loss: str = "simple"
+    learned_variance: bool = False
+    vlb_weight: float = 0.001
+
+
+@dataclass(kw_only=True)
+class TrainSection(LoopSettings):
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 50
+    save_every: int = 1000
+    keep: int = 2
+    num_samples: int = 64
+    label_dropout: float = 0.1
+    timestep_sampler: str = "uniform"
+
+
+@dataclass
+class SampleSection:
+    sampler: str = "ddim"
+    steps: int = 50
+    eta: float = 0.0
+    clip: bool = True
+
+
+# --- the noise-aware classifier's config (difflab train-classifier) ------------------------------------------------
+
+@dataclass
+class ClassifierDataSection:
+    name: str | None = None
+    root: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    num: int | None = None
+
+
+@dataclass
+class ClassifierDiffusionSection:
+    schedule: str = "linear"
+    T: int = 1000
+    schedule_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class ClassifierTrainSection:
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 50
+    save_every: int = 1000
+    keep: int = 2
+    eval_num: int = 1000
+
+
+# --- the autoencoder's config (difflab train-autoencoder) ----------------------------------------------------------
+
+@dataclass
+class AutoencoderDataSection:
+    name: str = "mnist-pairs"
+    num: int | None = None
+
+
+@dataclass
+class AutoencoderLossSection:
+    reconstruction: str = "l1"
+    kl_weight: float = 1e-5
+    commitment_weight: float = 0.25
+    disc_weight: float = 0.0
+    disc_start: int = 0
+
+
+@dataclass
+class AutoencoderTrainSection:
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 50
+    save_every: int = 500
+    keep: int = 2
+    eval_num: int = 1000
