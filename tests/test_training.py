@@ -67,6 +67,58 @@ def test_resume_continues_bit_for_bit(tiny_toy_config, tmp_path):
     assert [r.split(",")[:2] for r in log_a] == [r.split(",")[:2] for r in log_b]
 
 
+def test_a_run_started_with_a_seed_resumes_as_the_readme_shows(tiny_toy_config, tmp_path):
+    """README: `difflab train my_config.yaml --out runs/mine --steps 8000 --resume` continues a run started with
+    --seed N; the run keeps its seed and ends where an uninterrupted --seed N run does. A --seed that differs
+    from the run's is still refused, naming the flag."""
+    from difflab.cli.main import main
+
+    cfg = str(tiny_toy_config)
+    assert main(["train", cfg, "--out", str(tmp_path / "straight"), "--seed", "11", "--no-progress"]) == 0
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), "--seed", "11", "--steps", "20", "--no-progress"]) == 0
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), "--steps", "40", "--resume", "--no-progress"]) == 0
+    a = load_file(str(checkpoint.list_checkpoints(tmp_path / "straight")[-1] / "ema.safetensors"))
+    b = load_file(str(checkpoint.list_checkpoints(tmp_path / "run")[-1] / "ema.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 11
+
+
+def test_a_different_seed_on_resume_is_refused_naming_the_flag(tiny_toy_config, tmp_path, capsys):
+    from difflab.cli.main import main
+
+    cfg = str(tiny_toy_config)
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), "--seed", "11", "--steps", "10", "--no-progress"]) == 0
+    assert main(["train", cfg, "--out", str(tmp_path / "run"), "--seed", "12", "--resume", "--no-progress"]) == 2
+    assert "with --seed 12: the run was started with seed 11; leave --seed out when resuming" in capsys.readouterr().err
+    with pytest.raises(DifflabError, match="with seed 12: the run was started with seed 11; leave seed out"):
+        train(None, tmp_path / "run", seed=12, resume=True, progress=False, log=lambda *_: None)
+
+
+def test_a_new_objective_is_one_function_and_one_registry_line(tiny_toy_config, tmp_path, monkeypatch):
+    """docs/design.md's min-SNR sketch with γ = ∞ weights every example by SNR/SNR = 1 exactly, so the objective
+    registered by one line trains the very weights L_simple does: the registry routes it through the one loop and
+    the one preconditioning path, and the config accepts the new name."""
+    from difflab import objectives, process
+    from difflab.objectives import l_simple
+
+    def min_snr_inf(denoiser, x0, t, eps, y=None, *, settings, **conditioning):
+        snr = (process.alpha(denoiser.schedule, t, x0) / process.sigma(denoiser.schedule, t, x0)) ** 2
+        return (snr.clamp(max=float("inf")) / snr).flatten() * l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
+
+    monkeypatch.setitem(objectives.LOSSES, "min-snr-inf", min_snr_inf)
+    config = resolve(str(tiny_toy_config))
+    simple = train(config, tmp_path / "simple", steps=10, progress=False, log=lambda *_: None)
+    config["diffusion"]["loss"] = "min-snr-inf"
+    new = train(resolve(config), tmp_path / "new", steps=10, progress=False, log=lambda *_: None)
+    a = load_file(str(checkpoint.list_checkpoints(simple)[-1] / "model.safetensors"))
+    b = load_file(str(checkpoint.list_checkpoints(new)[-1] / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setitem(objectives.LOSSES, "min-snr-inf", lambda *a, **k: 2 * min_snr_inf(*a, **k))  # and it is used
+    twice = train(resolve(config), tmp_path / "twice", steps=10, progress=False, log=lambda *_: None)
+    c = load_file(str(checkpoint.list_checkpoints(twice)[-1] / "model.safetensors"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_corrupt_checkpoint_falls_back_with_warning(tiny_toy_config, tmp_path):
     out = _train(tiny_toy_config, tmp_path / "run")
     newest = checkpoint.list_checkpoints(out)[-1]

@@ -122,7 +122,6 @@ def validate(config: dict) -> dict:
     return out
 
 
-LOSSES = ("simple", "hybrid", "vlb")
 TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment")
 
 
@@ -130,6 +129,8 @@ def _check_objective(cfg: dict) -> None:
     """Check the training objective's keys (Nichol & Dhariwal 2021, "Improved DDPM") and give a
     learned-variance U-Net its 2C output channels: ε̂, then the variance interpolation v."""
     diff, tr, model = cfg["diffusion"], cfg["train"], cfg["model"]
+    from .objectives import LEARNED_VARIANCE, LOSSES
+
     if diff["loss"] not in LOSSES:
         raise DifflabError(f"diffusion.loss must be one of {', '.join(LOSSES)}, got {diff['loss']!r}.")
     if not isinstance(diff["learned_variance"], bool):
@@ -140,10 +141,11 @@ def _check_objective(cfg: dict) -> None:
     if tr["timestep_sampler"] not in TIMESTEP_SAMPLERS:
         raise DifflabError(f"train.timestep_sampler must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {tr['timestep_sampler']!r}.")
     learned = diff["learned_variance"]
-    if diff["loss"] != "simple" and not learned:
+    if diff["loss"] in LEARNED_VARIANCE and not learned:
         raise DifflabError(f"diffusion.loss = {diff['loss']!r} trains a learned variance; set diffusion.learned_variance: true.")
-    if learned and diff["loss"] == "simple":
-        raise DifflabError("diffusion.learned_variance needs diffusion.loss hybrid or vlb: L_simple gives the variance "
+    if learned and diff["loss"] not in LEARNED_VARIANCE:
+        raise DifflabError(f"diffusion.learned_variance needs diffusion.loss {' or '.join(sorted(LEARNED_VARIANCE))}: "
+                           f"{diff['loss']!r} gives the variance "
                            "no gradient, so it would stay untrained.")
     if learned and model["type"] != "unet":
         raise DifflabError(f"diffusion.learned_variance needs an image model (unet), got model type {model['type']!r}: "
@@ -202,7 +204,9 @@ def _check_numbers(cfg: dict) -> None:
     schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     process.check_parameterization(diff["parameterization"])
     if not schedule.discrete:
-        if diff["loss"] != "simple":
+        from .objectives import LEARNED_VARIANCE
+
+        if diff["loss"] in LEARNED_VARIANCE:
             raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
         if tr["timestep_sampler"] != "uniform":
             raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "

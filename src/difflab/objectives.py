@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from . import process
@@ -45,6 +47,32 @@ def l_simple(denoiser, x0: Tensor, generator: torch.Generator | None = None, t: 
     return (output - goal).pow(2).flatten(1).mean(1)
 
 
+#: The training objectives by the name ``diffusion.loss`` gives: each maps (the preconditioned network, x_0, t, ε,
+#: labels, the diffusion section, conditioning) to per-example losses. A new objective is a function and a line.
+LOSSES: dict[str, Callable] = {}
+#: the objectives that train a learned variance through the variational bound (Nichol & Dhariwal 2021): they need
+#: a discrete schedule and a learned-variance network, and draw t from the run's timestep sampler
+LEARNED_VARIANCE: set[str] = set()
+
+
+def register(name: str, learned_variance: bool = False):
+    """Register the decorated function as the training objective ``name`` (see :data:`LOSSES`)."""
+    def wrap(fn):
+        LOSSES[name] = fn
+        if learned_variance:
+            LEARNED_VARIANCE.add(name)
+        return fn
+    return wrap
+
+
+@register("simple")
+def simple(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
+           **conditioning) -> Tensor:
+    """L_simple per example (:func:`l_simple`)."""
+    return l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
+
+
+@register("hybrid", learned_variance=True)
 def hybrid(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
            **conditioning) -> Tensor:
     """L_hybrid = L_simple + λ L_vlb per example (Nichol & Dhariwal 2021, Eq. 16; λ = ``settings["vlb_weight"]``)."""
@@ -54,20 +82,10 @@ def hybrid(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None
                          **conditioning)["loss"]
 
 
+@register("vlb", learned_variance=True)
 def vlb(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
         **conditioning) -> Tensor:
     """L_vlb alone per example, gradients to the mean and the variance (Nichol & Dhariwal 2021, Sec. 3.3)."""
     from .variational_bound import hybrid_losses
 
     return hybrid_losses(denoiser, x0, t, noise=eps, y=y, objective="vlb", **conditioning)["loss"]
-
-
-def simple(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
-           **conditioning) -> Tensor:
-    """L_simple per example (:func:`l_simple`)."""
-    return l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
-
-
-#: The training objectives by the name ``diffusion.loss`` gives: each maps (the preconditioned network, x_0, t, ε,
-#: labels, the diffusion section, conditioning) to per-example losses. A new objective is a function and a line here.
-LOSSES = {"simple": simple, "hybrid": hybrid, "vlb": vlb}

@@ -48,13 +48,13 @@ class DiffusionTrainable(Trainable):
     def __init__(self, config: dict, record: dict | None = None):
         self.config, self.record = config, dict(record or {})
         self.name = f"train {config['data']['name']}"
-        self.loss_title = f"{config['data']['name']}: {LOSS_NAMES[config['diffusion']['loss']]}"
+        self.loss_title = f"{config['data']['name']}: {LOSS_NAMES.get(config['diffusion']['loss'], config['diffusion']['loss'])}"
         diff, tr = config["diffusion"], config["train"]
         self.objective = objectives.LOSSES[diff["loss"]]
         name = tr["timestep_sampler"]
-        # L_simple with uniform t keeps its own draw (uniform_timesteps, also for continuous schedules);
-        # the IDDPM objectives and importance sampling draw t from a timestep sampler (IDDPM Sec. 3.3)
-        self.t_sampler = None if diff["loss"] == "simple" and name == "uniform" \
+        # uniform t is drawn by uniform_timesteps (also for continuous schedules), except for the IDDPM objectives,
+        # which, like importance sampling, draw t from a timestep sampler (IDDPM Sec. 3.3)
+        self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name == "uniform" \
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
 
