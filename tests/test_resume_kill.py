@@ -204,13 +204,17 @@ def test_resume_bad_input(cfg, tmp_path, capsys):
     _, err = capsys.readouterr()
     assert code == 2 and "does not exist" in err
     out = train(resolve(str(cfg)), tmp_path / "run", steps=2, progress=False, device="cpu", log=lambda *_: None)
-    with pytest.raises(DifflabError, match="with --seed 7: the run was started with seed 0"):
+    with pytest.raises(DifflabError, match="with seed 7: the run was started with seed 0"):
         train(resolve(str(cfg)), out, seed=7, resume=True, progress=False, log=lambda *_: None)
-    for kwargs, match in [({"max_minutes": 0}, "--max-minutes must be a positive number"),
-                          ({"save_every": -1}, "--save-every must be an integer >= 0"),
-                          ({"log_every": 0}, "--log-every must be a positive integer")]:
+    # the library names its parameters; the command line names the flags that set them
+    for kwargs, match, flag in [({"max_minutes": 0}, "max_minutes must be a positive number", "--max-minutes 0"),
+                                ({"save_every": -1}, "train.save_every must be an integer >= 0", "--save-every -1"),
+                                ({"log_every": 0}, "train.log_every must be a positive integer", "--log-every 0")]:
         with pytest.raises(DifflabError, match=match):
             train(None, out, resume=True, progress=False, log=lambda *_: None, **kwargs)
+        name, value = flag.split()
+        assert main(["train", str(cfg), "--out", str(out), "--resume", "--no-progress", name, value]) == 2
+        assert match.replace(match.split()[0], name) in capsys.readouterr().err
 
 
 def test_resume_before_the_first_checkpoint_starts_over(cfg, tmp_path):

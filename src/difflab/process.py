@@ -55,10 +55,9 @@ def q_mean_variance(schedule: Schedule, x0: Tensor, t: Tensor) -> tuple[Tensor, 
 
 
 def q_posterior(schedule: Schedule, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean μ̃_t(x_t, x_0) and variance β̃_t of q(x_{t−1} | x_t, x_0) (DDPM Eqs. 6–7), from the
-    discrete schedule's tables."""
-    mean = schedule.at(schedule.posterior_mean_coef_x0, t, x_t) * x0 + schedule.at(schedule.posterior_mean_coef_xt, t, x_t) * x_t
-    return mean, schedule.at(schedule.posterior_variance, t, x_t).expand_as(x_t)
+    """Mean μ̃_t(x_t, x_0) and variance β̃_t of q(x_{t−1} | x_t, x_0) (DDPM Eqs. 6–7): :func:`q_posterior_between`
+    with s = t − 1, the one posterior formula."""
+    return q_posterior_between(schedule, x0, x_t, t, as_time(t) - 1)
 
 
 def q_posterior_between(schedule, x0: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:

@@ -218,139 +218,163 @@ def fit(trainable, out: str | Path, opts: LoopOptions, seed: int, resume: bool =
         progress = False
     world.start(dev)
     try:
-        result = _fit(trainable, out, opts, seed, resume, world, dev, micro, progress, log, max_minutes)
+        _Loop(trainable, out, opts, seed, world, dev, micro, log).run(resume, progress, max_minutes)
         world.barrier()  # every rank leaves together: the others wait for rank 0's last grid and checkpoint
-        return result
+        return out
     finally:
         world.stop()
 
 
-def _fit(trainable, out: Path, opts: LoopOptions, seed: int, resume: bool, world: distributed.World,
-         dev: torch.device, micro: int, progress: bool, log, max_minutes: float | None) -> Path:
-    main = world.is_main
-    n = trainable.setup(dev)
-    torch.manual_seed(seed)  # the initial weights, alike on every rank
-    model = trainable.build().to(dev)
-    if opts.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, opts.ema_decay) if main else None
-    opt, *more_opts = trainable.optimizers(model)
-    data_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator().manual_seed(seed + 1)
-    order = DataOrder(n, opts.batch_size, data_gen)
-    training = TrainingState(model, ema, opt, data_gen, noise_gen, order)
-    width = len(trainable.metrics)
-    start, window = 0, [0.0] * width + [0]  # sums of each metric's step means not yet logged, and their count
+class _Loop:
+    """One session of training: the state built from the trainable, then steps until the target or the time
+    limit, with logs, grids and checkpoints."""
 
-    if resume and checkpoint.list_checkpoints(out):
-        with warnings.catch_warnings():
-            if not main:
-                warnings.simplefilter("ignore")
-            ckpt = checkpoint.latest_valid(out)
-        start, state, extra = training.restore(ckpt)
-        window = list(state.get("log_window", window))
-        trainable.load_state(extra, state)
-        log(f"resuming {out} from step {start} ({ckpt.name})")
-    elif resume:
-        log(f"{out} holds no checkpoint yet; starting it from step 0")
-    if start >= opts.steps:
-        log(f"{out} has already been trained for {start} steps (target {opts.steps}); nothing to do.")
-        if main and start == opts.steps and not trainable.finished(out, start):  # killed after the last save
-            trainable.finish(ema.model, out, start, log)
-        return out
-    world.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
+    def __init__(self, trainable, out: Path, opts: LoopOptions, seed: int, world: distributed.World,
+                 dev: torch.device, micro: int, log):
+        self.trainable, self.out, self.opts, self.seed = trainable, out, opts, seed
+        self.world, self.dev, self.micro, self.log = world, dev, micro, log
+        n = trainable.setup(dev)
+        torch.manual_seed(seed)  # the initial weights, alike on every rank
+        model = trainable.build().to(dev)
+        if opts.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = EMA(model, opts.ema_decay) if world.is_main else None
+        self.opt, *self.more_opts = trainable.optimizers(model)
+        self.noise_gen = torch.Generator().manual_seed(seed + 1)
+        data_gen = torch.Generator().manual_seed(seed)
+        self.order = DataOrder(n, opts.batch_size, data_gen)
+        self.state = TrainingState(model, self.ema, self.opt, data_gen, self.noise_gen, self.order)
+        self.width = len(trainable.metrics)
+        self.window = [0.0] * self.width + [0]  # sums of each metric's step means not yet logged, and their count
 
-    ddp = world.wrap(model, dev)
-    net = _compile(ddp) if opts.compile else ddp
-    if opts.channels_last:
-        net = _channels_last(net)
-    autocast = _autocast(opts.precision, dev)
-    per_rank = opts.batch_size // world.world_size
+    def restore(self, resume: bool) -> int:
+        """The step to continue from: that of the newest valid checkpoint, restored, when resuming."""
+        if resume and checkpoint.list_checkpoints(self.out):
+            with warnings.catch_warnings():
+                if not self.world.is_main:
+                    warnings.simplefilter("ignore")
+                ckpt = checkpoint.latest_valid(self.out)
+            start, state, extra = self.state.restore(ckpt)
+            self.window = list(state.get("log_window", self.window))
+            self.trainable.load_state(extra, state)
+            self.log(f"resuming {self.out} from step {start} ({ckpt.name})")
+            return start
+        if resume:
+            self.log(f"{self.out} holds no checkpoint yet; starting it from step 0")
+        return 0
 
-    def train_step(step: int) -> tuple[list[float], float, float]:
+    def prepare(self) -> None:
+        """The network as the steps call it (DDP, compile, channels-last) and autocast."""
+        self.ddp = self.world.wrap(self.model, self.dev)
+        self.net = _compile(self.ddp) if self.opts.compile else self.ddp
+        if self.opts.channels_last:
+            self.net = _channels_last(self.net)
+        self.autocast = _autocast(self.opts.precision, self.dev)
+
+    def step(self, step: int) -> tuple[list[float], float, float]:
         """One optimizer step on the global batch; returns (this rank's metric sums, grad norm, lr)."""
+        opts, world, trainable = self.opts, self.world, self.trainable
         lr = warmup_lr(opts.lr, opts.warmup, step)
-        set_lr(lr, opt, *more_opts)
-        torch.manual_seed(dropout_seed(seed, world.rank, step))
-        batch = trainable.draw(order.next().to(dev), noise_gen)
-        opt.zero_grad(set_to_none=True)
-        sums = torch.zeros(width, dtype=torch.float64, device=dev)
+        set_lr(lr, self.opt, *self.more_opts)
+        torch.manual_seed(dropout_seed(self.seed, world.rank, step))
+        batch = trainable.draw(self.order.next().to(self.dev), self.noise_gen)
+        self.opt.zero_grad(set_to_none=True)
+        sums = torch.zeros(self.width, dtype=torch.float64, device=self.dev)
+        per_rank = opts.batch_size // world.world_size
         lo = world.rank * per_rank
         for k in range(opts.grad_accum):
-            part = slice(lo + k * micro, lo + (k + 1) * micro)
-            sync = ddp.no_sync() if world.started and k < opts.grad_accum - 1 else contextlib.nullcontext()
+            part = slice(lo + k * self.micro, lo + (k + 1) * self.micro)
+            sync = self.ddp.no_sync() if world.started and k < opts.grad_accum - 1 else contextlib.nullcontext()
             with sync:
-                with autocast:
-                    losses, metrics = trainable.loss(net, batch, part)
+                with self.autocast:
+                    losses, metrics = trainable.loss(self.net, batch, part)
                 (losses.sum() / per_rank).backward()
             for i, name in enumerate(trainable.metrics):
                 sums[i] += (losses if name == "loss" else metrics[name]).detach().double().sum()
-        trainable.after_backward(batch, world, dev)
-        grad_norm = clipped_step(model, opt, opts.grad_clip)
-        if main:
-            ema.update(model)
+        trainable.after_backward(batch, world, self.dev)
+        grad_norm = clipped_step(self.model, self.opt, opts.grad_clip)
+        if world.is_main:
+            self.ema.update(self.model)
         trainable.after_step(step)
         return sums.tolist(), grad_norm, lr
 
-    def save(step: int) -> None:
-        tensors, state = trainable.state()
-        training.save(out, step, window, opts.keep, tensors=tensors, state={"world_size": world.world_size, **state})
+    def first_step(self, step: int):
+        """:meth:`step`, with a torch.compile failure turned into one clear sentence."""
+        try:
+            return self.step(step)
+        except Exception as e:
+            if self.opts.compile and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise DifflabError(f"torch.compile could not build the model on this machine "
+                                   f"({str(e).strip().splitlines()[0][:200]}); turn ⟨train.compile⟩ off.") from None
+            raise
 
-    if main:
-        make_run_dir(out)
-        remove_stale_temp_files(out)
-        write_json(out / "config.json", trainable.config)
-        write_json(out / checkpoint.RECORD, trainable.record)
-    logger = _Log(trainable, out, start, opts, main, progress)
-    max_seconds = None if max_minutes is None else 60.0 * max_minutes
-    t0, step, stopped, last = time.perf_counter(), start, False, [float("nan")] * width
-    model.train()
-    try:
-        for step in range(start + 1, opts.steps + 1):
-            try:
-                sums, grad_norm, lr = train_step(step)
-            except Exception as e:
-                if opts.compile and step == start + 1 and type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
-                    raise DifflabError(f"torch.compile could not build the model on this machine "
-                                       f"({str(e).strip().splitlines()[0][:200]}); turn ⟨train.compile⟩ off.") from None
-                raise
-            time_up = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
-            if world.started:  # the batch sums from every rank, and whether any rank ran out of time
-                *sums, up = world.sum([*sums, float(time_up)], dev)
-                time_up = up > 0
-            window = [w + s / opts.batch_size for w, s in zip(window, sums)] + [window[-1] + 1]
-            stop = time_up and step < opts.steps
-            if logger.bar is not None:
-                logger.bar.update(1)
-            if step % opts.log_every == 0 or step == opts.steps:
-                last = [w / window[-1] for w in window[:-1]]
-                window = [0.0] * width + [0]
-                logger.row(step, last, lr, grad_norm, time.perf_counter() - t0)
-            if main and opts.sample_every and step % opts.sample_every == 0 and step != opts.steps:
-                trainable.sample_grid(ema.model, out, step)
-            if main and ((opts.save_every and step % opts.save_every == 0) or step == opts.steps or stop):
-                save(step)
-            if stop:
-                stopped = True
-                break
-    finally:
-        logger.close()
-    wall = time.perf_counter() - t0
-    if not main:
-        return out
-    from .. import plotting
-    plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=trainable.loss_title)
-    final = window[0] / window[-1] if window[-1] else last[0]
-    done = step - start
-    where = (f"stopped at the --max-minutes limit with a checkpoint at step {step}; continue with --resume"
-             if stopped else "done")
-    extras = (f", {world.world_size} processes" if world.distributed else "") + \
-        (f", TensorBoard events in {out}" if logger.tb is not None else "")
-    log(f"trained {out}: step {step}/{opts.steps} ({done} step{'s' * (done != 1)} in {wall:.1f}s, "
-        f"{done * opts.batch_size / max(wall, 1e-9):.0f} examples/s{extras}), final loss {final:.4g}; {where}")
-    if not stopped:
-        trainable.finish(ema.model, out, step, log)
-    return out
+    def save(self, step: int) -> None:
+        tensors, state = self.trainable.state()
+        self.state.save(self.out, step, self.window, self.opts.keep, tensors=tensors,
+                        state={"world_size": self.world.world_size, **state})
+
+    def run(self, resume: bool, progress: bool, max_minutes: float | None) -> None:
+        opts, world, main, trainable, out = self.opts, self.world, self.world.is_main, self.trainable, self.out
+        start = self.restore(resume)
+        if start >= opts.steps:
+            self.log(f"{out} has already been trained for {start} steps (target {opts.steps}); nothing to do.")
+            if main and start == opts.steps and not trainable.finished(out, start):  # killed after the last save
+                trainable.finish(self.ema.model, out, start, self.log)
+            return
+        world.barrier()  # every rank has read the checkpoint before rank 0 writes a new one
+        self.prepare()
+        if main:
+            make_run_dir(out)
+            remove_stale_temp_files(out)
+            write_json(out / "config.json", trainable.config)
+            write_json(out / checkpoint.RECORD, trainable.record)
+        logger = _Log(trainable, out, start, opts, main, progress)
+        max_seconds = None if max_minutes is None else 60.0 * max_minutes
+        t0, step, stopped, last = time.perf_counter(), start, False, [float("nan")] * self.width
+        self.model.train()
+        try:
+            for step in range(start + 1, opts.steps + 1):
+                sums, grad_norm, lr = (self.first_step if step == start + 1 else self.step)(step)
+                time_up = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+                if world.started:  # the batch sums from every rank, and whether any rank ran out of time
+                    *sums, up = world.sum([*sums, float(time_up)], self.dev)
+                    time_up = up > 0
+                self.window = [w + s / opts.batch_size for w, s in zip(self.window, sums)] + [self.window[-1] + 1]
+                stopped = time_up and step < opts.steps
+                if logger.bar is not None:
+                    logger.bar.update(1)
+                if step % opts.log_every == 0 or step == opts.steps:
+                    last = [w / self.window[-1] for w in self.window[:-1]]
+                    self.window = [0.0] * self.width + [0]
+                    logger.row(step, last, lr, grad_norm, time.perf_counter() - t0)
+                if main and opts.sample_every and step % opts.sample_every == 0 and step != opts.steps:
+                    trainable.sample_grid(self.ema.model, out, step)
+                if main and ((opts.save_every and step % opts.save_every == 0) or step == opts.steps or stopped):
+                    self.save(step)
+                if stopped:
+                    break
+        finally:
+            logger.close()
+        if main:
+            self.report(start, step, stopped, last, time.perf_counter() - t0, logger)
+
+    def report(self, start: int, step: int, stopped: bool, last: list[float], wall: float, logger) -> None:
+        """The loss plot, the closing line, and the trainable's finish of a run that reached its target."""
+        from .. import plotting
+
+        opts, out = self.opts, self.out
+        plotting.plot_loss_curves_from_csv(out / "log.csv", out / "loss.png", title=self.trainable.loss_title)
+        final = self.window[0] / self.window[-1] if self.window[-1] else last[0]
+        done = step - start
+        where = (f"stopped at the --max-minutes limit with a checkpoint at step {step}; continue with --resume"
+                 if stopped else "done")
+        extras = (f", {self.world.world_size} processes" if self.world.distributed else "") + \
+            (f", TensorBoard events in {out}" if logger.tb is not None else "")
+        self.log(f"trained {out}: step {step}/{opts.steps} ({done} step{'s' * (done != 1)} in {wall:.1f}s, "
+                 f"{done * opts.batch_size / max(wall, 1e-9):.0f} examples/s{extras}), final loss {final:.4g}; {where}")
+        if not stopped:
+            self.trainable.finish(self.ema.model, out, step, self.log)
 
 
 __all__ = ["LoopOptions", "PRECISIONS", "check_run_length", "dropout_seed", "warmup_lr", "set_lr", "clipped_step",
