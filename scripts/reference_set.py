@@ -148,6 +148,7 @@ def main() -> None:
             "edit/interpolate-ddpm": ["interpolate", "mnist", "--image", str(work / "image1.npz"), "--image2",
                                       str(work / "image2.npz"), "--method", "ddpm", "--steps", "10", "--num", "3"],
             "edit/denoise": ["denoise", "mnist", "--image", str(work / "noisy.npz"), "--noise-std", "0.2", "--steps", "10"],
+            "edit/trajectory": ["trajectory", "mnist", "--num", "2", "--steps", "10"],
         }
         for name, args in edits.items():
             out = work / (name.replace("/", "_") + ".npz")
@@ -168,8 +169,10 @@ def compare(before: dict, after: dict) -> None:
         b, c = before.get(name), after.get(name)
         if b is None or c is None:
             print(f"{name:40s} only {'after' if b is None else 'before'}")
-        elif "json" in b:
-            print(f"{name:40s} {'identical' if b['json'] == c['json'] else 'DIFFERS: ' + json.dumps(b['json'])[:200] + ' vs ' + json.dumps(c['json'])[:200]}")
+        elif "json" in b:  # the numbers of a JSON result; the paths it names differ with --work
+            bj, cj = ({k: v for k, v in d["json"].items() if k not in ("run", "plot")} for d in (b, c))
+            diffs = [k for k in bj if bj[k] != cj.get(k)]
+            print(f"{name:40s} {'identical' if not diffs else 'DIFFERS in ' + ', '.join(diffs)}")
         elif b["sha256"] == c["sha256"]:
             print(f"{name:40s} identical")
         elif b["values"] is not None and c["values"] is not None and len(b["values"]) == len(c["values"]):

@@ -147,8 +147,10 @@ def test_autoencoder_that_does_not_match_the_run_is_refused(runs, tmp_path):
     with pytest.raises(DifflabError, match="was trained on 'mnist' but the diffusion run uses 'mnist-pairs'"):
         load(run_dir)
     saved["latent"]["autoencoder"] = str(runs["ae"])
-    saved["latent"]["shape"] = [4, 7, 14]
     (run_dir / "config.json").write_text(json.dumps(saved))
+    record = json.loads((run_dir / "record.json").read_text())
+    record["latent"]["shape"] = [4, 7, 14]  # the latent shape the run was trained on is in its record
+    (run_dir / "record.json").write_text(json.dumps(record))
     with pytest.raises(DifflabError, match=r"latents of shape \(4, 7, 14\)"):
         load(run_dir)
     saved["latent"]["autoencoder"] = str(tmp_path / "missing")

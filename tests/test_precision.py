@@ -89,7 +89,7 @@ def test_channels_last_gives_the_same_losses(tmp_path):
 
 def test_compile_failure_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no C++ compiler found")))
-    with pytest.raises(DifflabError, match="--compile: torch.compile is not usable here .*no C\\+\\+ compiler"):
+    with pytest.raises(DifflabError, match="torch.compile is not usable here .*no C\\+\\+ compiler.*; turn train.compile off"):
         _run(TOY, tmp_path / "a", compile_model=True)
     # the usual way it fails: lazily, at the first forward pass, inside torch._inductor
     InductorError = type("InductorError", (RuntimeError,), {"__module__": "torch._inductor.exc"})
@@ -103,14 +103,14 @@ def test_compile_failure_is_one_clear_error(tmp_path, monkeypatch):
             raise InductorError("CppCompileError: C++ compile error")
 
     monkeypatch.setattr(torch, "compile", lambda net, **k: Broken(net))
-    with pytest.raises(DifflabError, match="could not build the model on this machine .*CppCompileError.*without --compile"):
+    with pytest.raises(DifflabError, match="could not build the model on this machine .*CppCompileError.*turn train.compile off"):
         _run(TOY, tmp_path / "b", compile_model=True)
 
 
 @pytest.mark.parametrize("options,match", [
-    ({"grad_accum": 3}, "--grad-accum 3 does not divide train.batch_size = 64"),
-    ({"grad_accum": 0}, "--grad-accum must be a positive integer, got 0"),
-    ({"precision": "fp16"}, "--precision must be one of fp32, bf16, got 'fp16'"),
+    ({"grad_accum": 3}, "train.grad_accum 3 does not divide train.batch_size = 64"),
+    ({"grad_accum": 0}, "train.grad_accum must be a positive integer, got 0"),
+    ({"precision": "fp16"}, "train.precision must be one of fp32, bf16, got 'fp16'"),
 ])
 def test_bad_options(tmp_path, options, match):
     with pytest.raises(DifflabError, match=match):

@@ -49,12 +49,18 @@ RUN_OPTIONS = ("precision", "grad_accum", "compile", "channels_last")
 # --- the diffusion trainer's config (difflab train) ---------------------------------------------------------------
 
 @dataclass
-class DataSection:
+class DatasetSection:
+    """Which dataset, where from, at what size, and how many examples (None: the loader's defaults)."""
+
     name: str | None = None
     root: str | None = None
     image_size: int | None = None
     channels: int | None = None
     num: int | None = None
+
+
+@dataclass
+class DataSection(DatasetSection):
     low_res_factor: int | None = None
 
 
@@ -96,13 +102,8 @@ class SampleSection:
 
 # --- the noise-aware classifier's config (difflab train-classifier) ------------------------------------------------
 
-@dataclass
-class ClassifierDataSection:
-    name: str | None = None
-    root: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    num: int | None = None
+#: the classifier's data section: the diffusion trainer's without SR3's ``low_res_factor``
+ClassifierDataSection = DatasetSection
 
 
 @dataclass

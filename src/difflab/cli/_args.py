@@ -77,3 +77,10 @@ def parse_options(items: list[str]) -> dict:
                     pass
         out[key] = value
     return out
+
+
+def run_trainer(a, resolve, train) -> None:
+    """A training command: resolve the config (preset or file) and train, or resume, the run in --out."""
+    check_resumable(a)
+    train(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
+          progress=not a.no_progress, max_minutes=a.max_minutes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import check_resumable, training_arguments
+from ._args import run_trainer, training_arguments
 
 NAME = "train-autoencoder"
 HELP = "train the KL- or VQ-regularised autoencoder of latent diffusion"
@@ -17,6 +17,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def execute(a) -> None:
     from ..training.autoencoder import resolve, train_autoencoder
 
-    check_resumable(a)
-    train_autoencoder(resolve(a.config), a.out, steps=a.steps, seed=a.seed, resume=a.resume, device=a.device,
-                      progress=not a.no_progress, max_minutes=a.max_minutes)
+    run_trainer(a, resolve, train_autoencoder)

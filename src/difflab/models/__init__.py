@@ -8,31 +8,19 @@ take the defaults of the network's own signature (:data:`MODEL_DEFAULTS`), and :
 from __future__ import annotations
 
 import copy
-import inspect
 
 from torch import nn
 
 from difflab.errors import DifflabError
 from difflab.models.embedding import timestep_embedding
 from difflab.models.mlp import MLP
+from difflab.models.options import signature_defaults
 from difflab.models.text_unet import TextConditionedUNet
 from difflab.models.unet import UNet
 
 __all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "signature_defaults", "timestep_embedding"]
 
 _CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "text-unet": TextConditionedUNet}
-
-def signature_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict:
-    """The keyword options of ``cls.__init__`` with their defaults, JSON-friendly (tuples become lists): each model's
-    defaults are written once, in its own signature."""
-    out = {}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or name in skip or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        value = param.default
-        out[name] = list(value) if isinstance(value, tuple) else value
-    return out
-
 
 #: Model type -> its default keyword arguments, read off the networks' signatures.
 MODEL_DEFAULTS: dict[str, dict] = {"mlp": signature_defaults(MLP), "unet": signature_defaults(UNet)}

@@ -26,25 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from difflab.errors import DifflabError
+from difflab.models.options import signature_defaults
 from difflab.models.embedding import expand_timesteps, timestep_embedding
 from difflab.models.unet import AttentionBlock, Downsample, ResBlock, _group_norm
 
 __all__ = ["NoisyClassifier", "AttentionPool2d", "CLASSIFIER_DEFAULTS", "complete_classifier_config", "build_classifier"]
-
-#: The classifier's options and their defaults (``num_classes`` must be set, or filled in from the data).
-CLASSIFIER_DEFAULTS: dict = {
-    "in_channels": 1,
-    "image_size": 28,
-    "base_channels": 32,
-    "channel_mult": [1, 2, 2],
-    "num_res_blocks": 1,
-    "attention_resolutions": [7],
-    "dropout": 0.0,
-    "num_heads": 1,
-    "groups": 32,
-    "num_classes": None,
-}
-
 
 class AttentionPool2d(nn.Module):
     """Attention pooling of a feature map to one vector (ADM's ``AttentionPool2d``, after CLIP).
@@ -166,6 +152,11 @@ class NoisyClassifier(nn.Module):
             h = block(h, emb) if isinstance(block, ResBlock) else block(h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
         return self.pool(F.silu(self.norm_out(h)))
+
+
+#: The classifier's options and their defaults, from its signature (``num_classes`` must be set, or filled in from
+#: the data).
+CLASSIFIER_DEFAULTS: dict = signature_defaults(NoisyClassifier)
 
 
 def complete_classifier_config(config: dict) -> dict:

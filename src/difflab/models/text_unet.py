@@ -19,11 +19,8 @@ from difflab.models.text_encoder import MiniLMTextEncoder, TransformerTextEncode
 from difflab.models.unet import UNet
 from difflab.tokenizer import WordTokenizer
 
-__all__ = ["TEXT_DEFAULTS", "TextConditionedUNet"]
+__all__ = ["TextConditionedUNet"]
 
-#: the options of a text-unet beyond the U-Net's
-TEXT_DEFAULTS: dict = {"text_encoder": "transformer", "text_width": 64, "text_layers": 2, "text_heads": 4,
-                       "vocabulary": list(VOCABULARY), "context_length": 12, "cross_attention_resolutions": []}
 ENCODERS = ("transformer", "minilm")
 
 
