@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="JSON file of fingerprints")
     ap.add_argument("--compare", default=None, help="an earlier JSON file to compare against")
     ap.add_argument("--only", default=None, help="comma-separated entry prefixes to (re)compute")
+    ap.add_argument("--table", default=None, help="with --compare: also write the comparison as a Markdown table here")
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -161,25 +162,35 @@ def main() -> None:
     Path(a.out).write_text(json.dumps({**previous, **result}))
     print(f"wrote {a.out} ({len(result)} entries)")
     if a.compare:
-        compare(json.loads(Path(a.compare).read_text()), {**previous, **result})
+        rows = compare(json.loads(Path(a.compare).read_text()), {**previous, **result})
+        if a.table:
+            command = "python scripts/reference_set.py " + " ".join(sys.argv[1:])
+            lines = [f"Behaviour fingerprint, before and after a change: `{command}`", "",
+                     "| entry | result |", "|---|---|"] + [f"| {name} | {verdict} |" for name, verdict in rows]
+            Path(a.table).write_text("\n".join(lines) + "\n")
 
 
-def compare(before: dict, after: dict) -> None:
+def compare(before: dict, after: dict) -> list[tuple[str, str]]:
+    """Print and return (entry, verdict) for every entry of either file."""
+    rows = []
     for name in sorted(set(before) | set(after)):
         b, c = before.get(name), after.get(name)
         if b is None or c is None:
-            print(f"{name:40s} only {'after' if b is None else 'before'}")
+            verdict = f"only {'after' if b is None else 'before'}"
         elif "json" in b:  # the numbers of a JSON result; the paths it names differ with --work
             bj, cj = ({k: v for k, v in d["json"].items() if k not in ("run", "plot")} for d in (b, c))
             diffs = [k for k in bj if bj[k] != cj.get(k)]
-            print(f"{name:40s} {'identical' if not diffs else 'DIFFERS in ' + ', '.join(diffs)}")
+            verdict = "identical" if not diffs else "DIFFERS in " + ", ".join(diffs)
         elif b["sha256"] == c["sha256"]:
-            print(f"{name:40s} identical")
+            verdict = "identical"
         elif b["values"] is not None and c["values"] is not None and len(b["values"]) == len(c["values"]):
             d = np.abs(np.array(b["values"]) - np.array(c["values"]))
-            print(f"{name:40s} DIFFERS: max |diff| {d.max():.3g}, mean {d.mean():.3g} over {d.size} values")
+            verdict = f"DIFFERS: max |diff| {d.max():.3g}, mean {d.mean():.3g} over {d.size} values"
         else:
-            print(f"{name:40s} DIFFERS (shapes differ)")
+            verdict = "DIFFERS (shapes differ)"
+        print(f"{name:40s} {verdict}")
+        rows.append((name, verdict))
+    return rows
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 A denoiser answers "given x_t at timestep t, what are ε̂ and x̂_0?". A trained network in any
 parameterization, a guided wrapper, or an exact oracle all look the same to a sampler, so no
 sampler holds per-model code. A denoiser exposes the :class:`~difflab.schedules.Schedule` it was
-trained on, so samplers can read ᾱ_t without being told twice.
+trained on, so samplers can read ᾱ_t without being told twice; a denoiser that wraps another exposes it as
+``inner``.
+
+:class:`Preconditioning` is the one place where a network meets a noise level, for sampling and training alike.
 """
 
 from __future__ import annotations
