@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .checks import check_integer, check_number, fill_sections  # noqa: F401 (re-exported)
 from .errors import DifflabError
+from .random import check_seed
 from .sections import DataSection, DiffusionSection, SampleSection, TrainSection, defaults
 
 #: each section's defaults, from its dataclass in :mod:`difflab.sections`
@@ -195,7 +196,7 @@ def _check_numbers(cfg: dict) -> None:
     check_number(tr["ema_decay"], "train.ema_decay", high=1)
     check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
     check_number(tr["weight_decay"], "train.weight_decay")
-    check_integer(cfg["seed"], "seed", 0)
+    check_seed(cfg["seed"], "seed", headroom=1)
     from . import process, schedules
     from .samplers import get as get_sampler
     from .samplers.discretizations import check_steps
@@ -234,7 +235,10 @@ def load_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DifflabError(f"config file {str(path)!r} does not exist.")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DifflabError(f"config file {str(path)!r} is not UTF-8 text (byte {e.start} cannot be decoded).") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml

@@ -140,8 +140,23 @@ def feature_extractor(dataset: str, features: str = "judge", inception_weights=N
     return JudgeFeatures(dataset), None
 
 
+def check_pixels(samples: torch.Tensor, clip: bool = False) -> torch.Tensor:
+    """Samples as the metrics read them, images in [0, 1]: a non-finite value is refused, and so is a value outside
+    [0, 1] (beyond a rounding tolerance of 1e-4) unless ``clip``, which clamps on purpose; both counted."""
+    bad = int((~torch.isfinite(samples)).sum())
+    if bad:
+        raise DifflabError(f"samples hold {bad} non-finite value(s) (NaN or inf) in {samples.shape[0]} images; "
+                           "scores of such samples mean nothing.")
+    out = int(((samples < -1e-4) | (samples > 1 + 1e-4)).sum())
+    if out and not clip:
+        lo, hi = float(samples.min()), float(samples.max())
+        raise DifflabError(f"samples hold {out} value(s) outside [0, 1] (from {lo:.3g} to {hi:.3g}): images must be pixels "
+                           "in [0, 1]; map them there, or set ⟨clip⟩ to clamp them on purpose.")
+    return samples.clamp(0, 1)
+
+
 def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
-                     seed: int = 0, root=None, inception_weights=None, features: str = "judge") -> dict:
+                     seed: int = 0, root=None, inception_weights=None, features: str = "judge", clip: bool = False) -> dict:
     """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split, in the
     features of the dataset's judge, or of the FID InceptionV3 when ``inception_weights`` (a path to
     the standard weights) is given — only then is the Fréchet distance reported as "FID" — or of
@@ -155,6 +170,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     names = [m for m in check_metrics(metrics) if m != "nll"]
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
         raise DifflabError(f"samples must be images (N, C, H, W), got shape {tuple(getattr(samples, 'shape', ()))}.")
+    samples = check_pixels(samples, clip)
     extractor, key = feature_extractor(dataset, features, inception_weights)
     feats, probs = extractor(samples)
     ref = reference_features(dataset, extractor, num_ref or samples.shape[0], root, key)

@@ -16,6 +16,34 @@ from pathlib import Path
 from typing import Iterator
 
 
+def check_writable(path: str | os.PathLike, what: str = "output file", directory: bool = False) -> Path:
+    """Refuse, before any work, an output ``path`` that cannot be written: an existing directory where a file is
+    wanted (or a file where a directory is), or a parent that is not a writable directory and cannot be made."""
+    from .errors import DifflabError
+
+    path = Path(path)
+    if path.is_dir() and not directory:
+        raise DifflabError(f"{what} {str(path)!r} is a directory; give a file name.")
+    if path.exists() and not path.is_dir() and directory:
+        raise DifflabError(f"{what} {str(path)!r} is a file, not a directory.")
+    parent = path.parent if not path.exists() else path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):
+        raise DifflabError(f"cannot write {what} {str(path)!r}: {str(parent)!r} is not a writable directory.")
+    return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (a read-only or pseudo file system says no where access() said yes);
+    the probe file is gone at once."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it to ``path``."""

@@ -52,6 +52,8 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
         raise DifflabError(f"⟨out⟩ {str(out)!r} already exists; choose a new directory.")
+    from .io import check_writable
+    check_writable(out, "exported model directory", directory=True)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).")

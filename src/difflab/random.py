@@ -31,6 +31,33 @@ def randn(shape: Sequence[int], generator: GeneratorLike = None, device=None, dt
     return torch.stack(rows) if rows else torch.empty(shape, device=device, dtype=dtype)
 
 
+#: the largest seed a ``torch.Generator`` takes (a signed 64-bit integer)
+MAX_SEED = 2**63 - 1
+#: per-sample seeds are ``seed * SEED_STRIDE + i`` for sample i (:func:`per_sample_generators`)
+SEED_STRIDE = 1_000_003
+
+
+def check_seed(seed, name: str = "seed", headroom: int = 0) -> int:
+    """Refuse a seed that is not an integer from 0 to :data:`MAX_SEED` − ``headroom`` (the seeds derived from it,
+    such as seed + 1 for a second generator, must fit too), naming the parameter."""
+    top = MAX_SEED - headroom
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= top:
+        raise DifflabError(f"⟨{name}⟩ must be an integer from 0 to {top}, got {seed!r}.")
+    return seed
+
+
 def generators_from_seeds(seeds: Sequence[int]) -> list[torch.Generator]:
     """One CPU generator per seed."""
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return [torch.Generator().manual_seed(check_seed(int(s))) for s in seeds]
+
+
+def per_sample_generators(seed: int, start: int, count: int, total: int | None = None) -> list[torch.Generator]:
+    """The generators of samples ``start`` .. ``start + count − 1`` of a run seeded ``seed``: sample i draws from
+    seed · SEED_STRIDE + i alone, so it comes out the same whatever the batch it is drawn in. ``total`` (the
+    number of samples of the whole run, default start + count) bounds the seed the derived ones leave room for."""
+    total = start + count if total is None else total
+    check_seed(seed, "seed")
+    if seed > (MAX_SEED - total) // SEED_STRIDE:
+        raise DifflabError(f"⟨seed⟩ {seed} is too large: sample seeds are seed x {SEED_STRIDE} + i, so it must be at most "
+                           f"{(MAX_SEED - total) // SEED_STRIDE}.")
+    return [torch.Generator().manual_seed(seed * SEED_STRIDE + i) for i in range(start, start + count)]

@@ -22,13 +22,17 @@ def load_for_editing(a):
     """The run, its denoiser (with --class), and a seeded generator."""
     import torch
 
+    from ..io import check_writable
     from ..run import load
 
+    if not a.out.endswith((".png", ".npz")):
+        raise error(f"output file {a.out!r} must end in .png or .npz.")
+    check_writable(a.out, "--out file")
+    if getattr(a, "gif", None) is not None:
+        check_writable(a.gif, "--gif file")
     run = load(a.run)
     if run.kind != "image":
         raise error(f"difflab {a.command} edits images, but {a.run!r} models 2-D points.")
-    if not a.out.endswith((".png", ".npz")):
-        raise error(f"output file {a.out!r} must end in .png or .npz.")
     denoiser = run.denoiser
     if a.label is not None:
         if not run.config["model"].get("num_classes"):

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="the standard FID InceptionV3 weights (.pth state dict or .safetensors); none ship with difflab. "
                          "Without them, scores are in the dataset judge's features and named by it")
+    p.add_argument("--clip", action="store_true",
+                   help="clamp samples outside [0, 1] into it (by default such samples are refused, counted)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -48,18 +50,24 @@ def execute(a) -> None:
         raise error("--metrics nll scores a model's likelihood of test images, so it needs a run, not --samples.")
     if a.num < 2 or a.batch_size < 1:
         raise error("--num must be at least 2 and --batch-size positive.")
+    if a.out is not None:
+        from ..io import check_writable
+        check_writable(a.out, "--out file")
     if a.samples is not None:
         if a.ref is None:
             raise error("--samples needs --ref DATASET (digits, mnist, fashion-mnist or mnist-pairs).")
+        if not a.samples.endswith(".npz"):
+            raise error(f"samples file {a.samples!r} must be an .npz with an array 'samples' (np.savez(path, samples=x)).")
         try:
-            samples = torch.from_numpy(np.load(a.samples)["samples"]).float()
+            with np.load(a.samples) as f:
+                samples = torch.from_numpy(np.asarray(f["samples"], dtype=np.float32))
         except FileNotFoundError:
             raise error(f"samples file {a.samples!r} does not exist.") from None
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise error(f"samples file {a.samples!r} is not an .npz with an array 'samples' ({e}).") from None
+        except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise error(f"samples file {a.samples!r} is not an .npz with a numeric array 'samples' ({e}).") from None
         source = a.samples
     else:
-        from ..random import generators_from_seeds
+        from ..random import per_sample_generators
         from ..run import load
 
         run = load(a.run)
@@ -73,7 +81,7 @@ def execute(a) -> None:
         sample_names = [m for m in names if m != "nll"]
         for lo in range(0, a.num if sample_names else 0, a.batch_size):
             n = min(a.batch_size, a.num - lo)
-            gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
+            gens = per_sample_generators(a.seed, lo, n, a.num)
             chunks.append(run.sample(n, sampler=a.sampler, steps=a.steps, generator=gens, progress=not a.no_progress))
         samples = torch.cat(chunks) if chunks else None
         source = f"{a.run} ({a.sampler or run.config['sample']['sampler']}, {a.steps or run.config['sample']['steps']} steps)"
@@ -81,7 +89,7 @@ def execute(a) -> None:
     if samples is not None:
         scores = evaluate_samples(samples, a.ref, [m for m in names if m != "nll"],
                                   num_ref=a.num if a.samples is None else samples.shape[0], seed=a.seed,
-                                  inception_weights=a.inception_weights, features=a.features)
+                                  inception_weights=a.inception_weights, features=a.features, clip=a.clip)
         print(f"{source} against {a.ref} ({scores['num_samples']} samples, {scores['num_reference']} reference images):")
     if "nll" in names:
         from ..evaluate import negative_log_likelihood

@@ -31,13 +31,15 @@ def execute(a) -> None:
     import torch
 
     from ..evaluate import ode_likelihood, test_images
-    from ..io import write_json
+    from ..io import check_writable, write_json
     from ..run import load
 
     if a.method not in ("ode", "vlb"):
         raise error(f"unknown likelihood method {a.method!r}; expected 'ode' (probability-flow ODE) or 'vlb' (variational bound).")
     if a.num < 1 or a.batch_size < 1:
         raise error("--num and --batch-size must be positive integers.")
+    if a.out:
+        check_writable(a.out, "--out file")
     run = load(a.run)
     data = test_images(run, a.num)
     gen = torch.Generator().manual_seed(a.seed)

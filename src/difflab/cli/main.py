@@ -35,8 +35,15 @@ COMMANDS = [train, sample, train_classifier, train_autoencoder, evaluate, reprod
             schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (no usage banner) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help).\n")
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    p = argparse.ArgumentParser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
+    p = _Parser(prog="difflab", description="Diffusion models from the papers, on a laptop CPU.")
     p.add_argument("--version", action="version", version="difflab 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {}

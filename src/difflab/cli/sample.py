@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def execute(a) -> None:
     import torch
 
-    from ..random import generators_from_seeds
+    from ..io import check_writable
+    from ..random import per_sample_generators
     from ..run import load, save_samples
 
     if a.num < 1:
@@ -59,6 +60,7 @@ def execute(a) -> None:
         raise error(f"--batch-size must be a positive integer, got {a.batch_size}.")
     if not a.out.endswith((".png", ".npz")):
         raise error(f"output file {a.out!r} must end in .png or .npz.")
+    check_writable(a.out, "--out file")
     run = load(a.run)
     sampler = a.sampler or run.config["sample"]["sampler"]
     options = {}
@@ -90,7 +92,7 @@ def execute(a) -> None:
     chunks = []
     for lo in range(0, a.num, a.batch_size):
         n = min(a.batch_size, a.num - lo)
-        gens = generators_from_seeds([a.seed * 1_000_003 + i for i in range(lo, lo + n)])
+        gens = per_sample_generators(a.seed, lo, n, a.num)
         classes, prompts = a.classes, None
         if a.prompts is not None:
             prompts = [a.prompts[(lo + i) % len(a.prompts)] for i in range(n)]

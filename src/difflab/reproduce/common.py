@@ -47,12 +47,12 @@ def preset(name: str, **sections) -> dict:
 def draw(run, num: int, seed: int = 0, batch: int = 500, **sample_options) -> torch.Tensor:
     """``num`` samples in data coordinates, sample i from seed ``seed * 1_000_003 + i`` alone, so every setting
     of a table starts from the same noise."""
-    from ..random import generators_from_seeds
+    from ..random import per_sample_generators
 
     out = []
     for lo in range(0, num, batch):
         n = min(batch, num - lo)
-        gens = generators_from_seeds([seed * 1_000_003 + i for i in range(lo, lo + n)])
+        gens = per_sample_generators(seed, lo, n, num)
         out.append(run.sample(n, generator=gens, **sample_options))
     return torch.cat(out)
 

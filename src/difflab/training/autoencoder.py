@@ -29,6 +29,7 @@ from ..data import load_dataset
 from ..checkpoint import read_record, with_record
 from ..data.normalization import Normalization
 from ..errors import DifflabError
+from ..random import check_seed
 from ..io import write_json
 from ..saved import AUTOENCODER
 from ..sections import AutoencoderDataSection, AutoencoderLossSection, AutoencoderTrainSection, defaults
@@ -70,7 +71,7 @@ def validate(config: dict) -> dict:
     check_integer(loss["disc_start"], "loss.disc_start", 0)
     check_number(tr["lr"], "train.lr", positive=True)
     check_number(tr["ema_decay"], "train.ema_decay", high=1)
-    check_integer(out["seed"], "seed", 0)
+    check_seed(out["seed"], "seed", headroom=1)
     return out
 
 

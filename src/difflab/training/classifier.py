@@ -32,6 +32,7 @@ from ..checkpoint import read_record, with_record
 from ..data.normalization import Normalization
 from ..denoiser import Preconditioning
 from ..errors import DifflabError
+from ..random import check_seed
 from ..io import write_json
 from ..objectives import uniform_timesteps
 from ..random import randn
@@ -98,7 +99,7 @@ def validate(config: dict) -> dict:
     check_number(tr["weight_decay"], "train.weight_decay")
     check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
     check_number(tr["ema_decay"], "train.ema_decay", high=1)
-    check_integer(out["seed"], "seed", 0)
+    check_seed(out["seed"], "seed", headroom=1)
     d = out["diffusion"]
     schedules.get(d["schedule"], d["T"], **d["schedule_params"])  # raises on a bad schedule
     return out

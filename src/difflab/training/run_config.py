@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..errors import DifflabError
+from ..random import check_seed
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -81,7 +82,7 @@ def prepare_run_config(out: Path, config: dict | None, resume: bool, seed: int |
         raise DifflabError(f"cannot create the run directory {str(out)!r}: {str(parent)!r} is not a writable directory.")
     config = copy.deepcopy(config)
     if seed is not None:
-        config["seed"] = seed
+        config["seed"] = check_seed(seed, "seed", headroom=1)  # the noise generator takes seed + 1
     return config
 
 
