@@ -139,10 +139,12 @@ def latest_valid(run_dir: str | Path) -> Path:
             verify(ckpt)
         except DifflabError as e:
             errors.append(str(e))
-            warnings.warn(f"{e} Falling back to an older checkpoint.", stacklevel=2)
             continue
+        for e in errors:  # a newer checkpoint was bad: say so, and which one is used instead
+            warnings.warn(f"{e} Falling back to {ckpt.name}.", stacklevel=2)
         return ckpt
-    raise DifflabError(f"no valid checkpoint in {str(run_dir)!r}: {errors[0]}")
+    more = f" (and {len(errors) - 1} older one(s) as well)" if len(errors) > 1 else ""
+    raise DifflabError(f"no valid checkpoint in {str(run_dir)!r}: {errors[0].rstrip('.')}{more}.")
 
 
 def load_tensors(ckpt: str | Path, name: str) -> dict[str, torch.Tensor]:

@@ -92,3 +92,49 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def npz_stream(path: str | os.PathLike, name: str, shape: tuple, dtype="float32"):
+    """Write an ``.npz`` holding one array ``name`` of the known ``shape`` batch by batch: yields ``write(batch)``,
+    which appends rows; memory stays that of one batch. The file appears (atomically) only once every row has been
+    written; an interrupted write leaves nothing. ``np.load(path)[name]`` reads it like any ``np.savez`` file."""
+    import zipfile
+
+    import numpy as np
+
+    from .errors import DifflabError
+
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    written = [0]
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf, zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                     "fortran_order": False, "shape": shape})
+
+            def write(batch) -> None:
+                batch = np.ascontiguousarray(np.asarray(batch, dtype=dtype))
+                if batch.shape[1:] != shape[1:] or written[0] + batch.shape[0] > shape[0]:
+                    raise DifflabError(f"a batch of shape {batch.shape} does not continue an array of shape {shape} "
+                                       f"after {written[0]} rows.")
+                f.write(batch.tobytes())
+                written[0] += batch.shape[0]
+
+            yield write
+        if written[0] != shape[0]:
+            raise DifflabError(f"{str(path)!r} was given {written[0]} of its {shape[0]} rows; nothing was written.")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -204,6 +204,10 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
         where = checkpoint.latest_valid(run_dir)
         state = checkpoint.load_tensors(where, weights)
         step = json.loads((where / "state.json").read_text())["step"]
+    for section in ("data", "model", "diffusion", "sample", "normalization"):
+        if not isinstance(config.get(section), dict):
+            raise DifflabError(f"the config of {str(run_dir)!r} lacks its {section!r} section (a mapping); it is not a "
+                               "complete diffusion run.")
     model = build_model(config["model"])
     checkpoint.load_into(model, state, where)
     codec = None

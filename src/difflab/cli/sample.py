@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def execute(a) -> None:
     import torch
 
-    from ..io import check_writable
+    from ..io import check_writable, npz_stream
     from ..random import per_sample_generators
     from ..run import load, save_samples
 
@@ -89,18 +89,46 @@ def execute(a) -> None:
         classifier = load_classifier(a.classifier)
     if a.compose and not a.classes:
         raise error("--compose needs --classes K1,K2.")
-    chunks = []
-    for lo in range(0, a.num, a.batch_size):
-        n = min(a.batch_size, a.num - lo)
-        gens = per_sample_generators(a.seed, lo, n, a.num)
-        classes, prompts = a.classes, None
-        if a.prompts is not None:
-            prompts = [a.prompts[(lo + i) % len(a.prompts)] for i in range(n)]
-        if classes and not a.compose:  # sample i gets classes[i % len], whatever the batch size
-            classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
-        chunks.append(run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
-                                 discretization=a.discretization, classes=classes, guidance=a.guidance,
-                                 scale=scale, compose=a.compose, classifier=classifier, prompts=prompts, **options))
-    samples = torch.cat(chunks)
-    save_samples(samples, a.out, run.kind)
+    shape = run.shape
+    check_batch_fits(a.batch_size, (run.codec.shape if run.codec is not None else shape), a.num)
+    if a.out.endswith(".png") and a.num > MAX_GRID:
+        raise error(f"a grid of {a.num} images is not a picture anyone can read; write an .npz for more than {MAX_GRID}.")
+
+    def batches():
+        for lo in range(0, a.num, a.batch_size):
+            n = min(a.batch_size, a.num - lo)
+            gens = per_sample_generators(a.seed, lo, n, a.num)  # made per batch: memory follows the batch, not --num
+            classes, prompts = a.classes, None
+            if a.prompts is not None:
+                prompts = [a.prompts[(lo + i) % len(a.prompts)] for i in range(n)]
+            if classes and not a.compose:  # sample i gets classes[i % len], whatever the batch size
+                classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
+            yield run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
+                             discretization=a.discretization, classes=classes, guidance=a.guidance,
+                             scale=scale, compose=a.compose, classifier=classifier, prompts=prompts, **options)
+
+    if a.out.endswith(".npz"):  # streamed: one batch in memory at a time, the file complete or absent
+        with npz_stream(a.out, "samples", (a.num, *shape)) as write:
+            for x in batches():
+                write(x.cpu().numpy())
+    else:
+        save_samples(torch.cat(list(batches())), a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
+
+
+#: the most images a .png grid may hold
+MAX_GRID = 10_000
+
+
+def check_batch_fits(batch_size: int, shape: tuple, num: int) -> None:
+    """Refuse, before sampling, a batch whose rough working memory exceeds what the machine has available."""
+    import math
+
+    from ..io import available_memory
+
+    batch = min(batch_size, num)
+    need = batch * (math.prod(shape) * 4 * 32 + 4096)  # ~32 float copies of a sample (state, predictions,
+    have = available_memory()                          # activations) and a generator each
+    if have is not None and need > have:
+        raise error(f"--batch-size {batch} needs about {need / 2**30:.1f} GiB while {have / 2**30:.1f} GiB are available; "
+                    f"use a --batch-size of at most {max(1, batch * have // need)}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import numpy as np
 import torch
 
 from ..errors import DifflabError
+
+
+#: the largest PNG (in pixels) the editing commands read; a bigger one is refused from its header
+MAX_PIXELS = 4096 * 4096
 
 
 def read_image(path: str | Path, what: str = "image", bounded: bool = True) -> torch.Tensor:
@@ -22,13 +27,19 @@ def read_image(path: str | Path, what: str = "image", bounded: bool = True) -> t
         from PIL import Image, UnidentifiedImageError
 
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():  # PIL's bomb warning: the size is checked here, in one sentence
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
+                if im.width * im.height > MAX_PIXELS:  # refused from the header, before decoding (a decompression bomb)
+                    raise DifflabError(f"{what} file {str(path)!r} is {im.width}x{im.height} pixels; images over "
+                                       f"{MAX_PIXELS:,} pixels are refused unread.")
                 im.load()
                 mode = im.mode
                 if mode in ("RGBA", "P", "LA"):
                     im = im.convert("RGB" if mode != "LA" else "L")
                 a = np.asarray(im)
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise DifflabError(f"{what} file {str(path)!r} is not a readable PNG ({e}).") from None
         top = 65535.0 if a.dtype == np.uint16 or a.max(initial=0) > 255 else 255.0
         a = a.astype(np.float32) / top

@@ -160,7 +160,7 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
     """
     out = Path(out)
     config = prepare_run_config(out, config, resume, seed, command="train", resumable=RESUMABLE_KEYS,
-                                read=with_defaults)
+                                read=with_defaults, check_saved=lambda saved: _check_diffusion_run(saved, out))
     tr = config["train"]
     for key, default in defaults(LoopSettings).items():
         tr.setdefault(key, default)
@@ -172,6 +172,16 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
     record = read_record(out) if resume else None
     return fit(DiffusionTrainable(config, record), out, opts, config["seed"], resume=resume, device=device, progress=progress,
                max_minutes=max_minutes, log=log)
+
+
+def _check_diffusion_run(saved: dict, out: Path) -> None:
+    """Refuse to resume a classifier or autoencoder run as a diffusion run, naming the command that made it."""
+    model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    if model.get("type") == "classifier":
+        raise DifflabError(f"{str(out)!r} is a classifier run, not a diffusion run; resume it with difflab train-classifier.")
+    if saved.get("kind") == "autoencoder":
+        raise DifflabError(f"{str(out)!r} is an autoencoder run, not a diffusion run; resume it with difflab "
+                           "train-autoencoder.")
 
 
 def split_run_options(raw: dict) -> tuple[dict, dict]:

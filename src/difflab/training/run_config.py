@@ -56,14 +56,17 @@ def prepare_run_config(out: Path, config: dict | None, resume: bool, seed: int |
             saved = json.loads(cfg_path.read_text())
         except json.JSONDecodeError:
             raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} is corrupt (not valid JSON).") from None
-        saved = saved if read is None else read(saved)
-        if check_saved is not None:
+        if not isinstance(saved, dict):
+            raise DifflabError(f"cannot resume: config file {str(cfg_path)!r} must hold a mapping of sections, not a "
+                               f"{type(saved).__name__}.")
+        if check_saved is not None:  # a run of another kind, named before its config is read as this kind's
             check_saved(saved)
+        saved = saved if read is None else read(saved)
         if config is not None:
             diffs = config_differences(saved, config, set(resumable) | {"seed"})  # the run keeps its seed
             if diffs:
-                more = f" and {len(diffs) - 8} more" if len(diffs) > 8 else ""
-                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:8])}{more}. "
+                more = f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
+                raise DifflabError(f"cannot resume {str(out)!r} with a different config: {'; '.join(diffs[:3])}{more}. "
                                    "Pass the preset or config file the run was started with, or choose a new ⟨out⟩.")
         if seed is not None and seed != saved.get("seed"):
             raise DifflabError(f"cannot resume {str(out)!r} with ⟨seed⟩ {seed}: the run was started with seed "
