@@ -177,3 +177,20 @@ def test_reproduce_quick_swiss_roll_writes_report_and_plot(tmp_path, capsys):
     assert spiral_distance(torch.zeros(1, 2)).item() == pytest.approx(0.15 * math.pi, abs=1e-6)
     assert main(["reproduce", "ddim-etta"]) == 2
     assert "unknown reproduction 'ddim-etta'" in capsys.readouterr().err
+
+
+def test_eval_refuses_out_of_range_samples_and_clip_clamps_them_on_purpose(tmp_path, capsys):
+    """Samples past [0, 1] are refused, counted; --clip scores exactly what the clamped samples score."""
+    x = load_dataset("digits", num=200, seed=0).data.numpy()
+    shifted = x * 1.2 - 0.1  # 1.2 x − 0.1 leaves [0, 1] at both ends
+    outside = int(((shifted < 0) | (shifted > 1)).sum())
+    np.savez(tmp_path / "shifted.npz", samples=shifted)
+    np.savez(tmp_path / "clamped.npz", samples=np.clip(shifted, 0, 1))
+    assert main(["eval", "--samples", str(tmp_path / "shifted.npz"), "--ref", "digits", "--metrics", "kid,is"]) == 2
+    assert f"samples hold {outside} value(s) outside [0, 1]" in capsys.readouterr().err
+    assert main(["eval", "--samples", str(tmp_path / "shifted.npz"), "--ref", "digits", "--metrics", "kid,is", "--clip",
+                 "--out", str(tmp_path / "a.json")]) == 0
+    assert main(["eval", "--samples", str(tmp_path / "clamped.npz"), "--ref", "digits", "--metrics", "kid,is",
+                 "--out", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert {k: v for k, v in a.items() if k != "source"} == {k: v for k, v in b.items() if k != "source"}
