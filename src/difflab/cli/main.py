@@ -64,27 +64,44 @@ def _flag_for(parser: argparse.ArgumentParser):
     return name_of
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does: atomic writes drop their
+    temporary files, and training says which checkpoint it keeps."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, parsers = _parser()
     args = parser.parse_args(argv)
+    import signal
+    import threading
     import warnings
 
     from ..errors import DifflabError
 
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"difflab: warning: {message}", file=sys.stderr)
     execute = {c.NAME: c.execute for c in COMMANDS}[args.command]
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         execute(args)
     except DifflabError as e:
         print(f"difflab {args.command}: error: {e.render(_flag_for(parsers[args.command]))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"difflab {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say what is kept; nothing half-written is
+        kept = getattr(e, "kept", None) or "no output was left half-written"
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"difflab {args.command}: {how}; {kept}.", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # the reader of our output went away (difflab samplers | head)
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

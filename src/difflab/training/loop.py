@@ -354,6 +354,11 @@ class _Loop:
                     self.save(step)
                 if stopped:
                     break
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run keeps its newest checkpoint
+            ckpts = checkpoint.list_checkpoints(out)
+            e.kept = (f"{out} keeps its checkpoint {ckpts[-1].name}; continue with --resume" if ckpts
+                      else f"{out} holds no checkpoint yet; --resume starts it over")
+            raise
         finally:
             logger.close()
         if main:
