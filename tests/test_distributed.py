@@ -139,3 +139,63 @@ def test_two_processes_keep_one_timestep_sampler_state(tmp_path):
     la, lb = _losses(tmp_path / "two"), _losses(tmp_path / "one")
     assert torch.equal(la[:, 0], lb[:, 0])
     torch.testing.assert_close(la[:, 1], lb[:, 1], rtol=RTOL, atol=0)
+
+
+LONG = TINY.replace("steps: 20,", "steps: 300,").replace("save_every: 10,", "save_every: 30,").replace("log_every: 1,", "log_every: 10,")
+
+
+def _workers(pid: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes torchrun ``pid`` started (read from /proc)."""
+    from pathlib import Path
+
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
+                continue
+            env = dict(kv.split(b"=", 1) for kv in (d / "environ").read_bytes().split(b"\0") if b"=" in kv)
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"RANK" in env:
+            out[int(env[b"RANK"])] = int(d.name)
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers in /proc")
+def test_when_one_rank_dies_the_other_stops_and_resume_finishes_bit_for_bit(tmp_path):
+    """kill -9 one worker of a two-process run: the other stops at once (its all-reduce fails) with one sentence
+    naming what it keeps, torchrun names the rank that died, and --resume under torchrun ends where an
+    uninterrupted run does."""
+    import signal
+    import time
+
+    cfg = tmp_path / "long.yaml"
+    cfg.write_text(LONG)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "difflab",
+           "train", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 120
+    while len(checkpoint.list_checkpoints(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = _workers(proc.pid)
+    assert proc.poll() is None and sorted(workers) == [0, 1], proc.communicate()
+    os.kill(workers[1], signal.SIGKILL)
+    killed = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - killed < 60
+    assert "rank      : 1" in err and "SIGKILL" in err  # torchrun names the rank that died
+    lines = [ln for ln in err.splitlines() if "difflab train: error:" in ln]
+    assert len(lines) == 1 and "process 0 of 2 lost another process of the run" in lines[0], err[-3000:]
+    assert "keeps its checkpoint ckpt-" in lines[0] and "continue with --resume" in lines[0]
+    assert not [ln for ln in err.splitlines() if ln.startswith("[rank") and "Traceback" in ln]  # no worker traceback
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    resumed = _torchrun(2, cfg, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = _torchrun(2, cfg, "--out", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for name in ("model", "ema"):
+        wa, wb = _weights(tmp_path / "straight", name), _weights(out, name)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name

@@ -30,3 +30,8 @@ class DifflabError(ValueError):
     def render(self, name_of) -> str:
         """The message with each parameter written as ``name_of(parameter)`` (a flag, say)."""
         return _PARAMETER.sub(lambda m: name_of(m.group(1)), self.template)
+
+
+class PeerLost(DifflabError):
+    """A process of a torchrun run lost its peers (one of them died or was killed): every surviving process
+    says so, not only rank 0, since the one that died may be rank 0."""

@@ -69,8 +69,12 @@ class Terminated(KeyboardInterrupt):
     temporary files, and training says which checkpoint it keeps."""
 
 
+_finishing = []  # set once main is reporting an outcome: a late SIGTERM then changes nothing
+
+
 def _terminate(signum, frame):
-    raise Terminated()
+    if not _finishing:
+        raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"difflab: warning: {message}", file=sys.stderr)
     execute = {c.NAME: c.execute for c in COMMANDS}[args.command]
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
+    _finishing.clear()
     try:
         execute(args)
     except DifflabError as e:
+        _finishing.append(True)
         print(f"difflab {args.command}: error: {e.render(_flag_for(parsers[args.command]))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say what is kept; nothing half-written is
+        _finishing.append(True)
         kept = getattr(e, "kept", None) or "no output was left half-written"
         how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(f"difflab {args.command}: {how}; {kept}.", file=sys.stderr)
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
+        _finishing.append(True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0

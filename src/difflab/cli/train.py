@@ -28,7 +28,7 @@ def execute(a) -> None:
     from pathlib import Path
 
     from ..config import load_file, resolve
-    from ..errors import DifflabError
+    from ..errors import DifflabError, PeerLost
     from ..training.diffusion import split_run_options, train
     from ..training.distributed import from_env
 
@@ -43,7 +43,7 @@ def execute(a) -> None:
               device=a.device, log_every=a.log_every, sample_every=a.sample_every, save_every=a.save_every,
               max_minutes=a.max_minutes, precision=flags["precision"], grad_accum=flags["grad_accum"],
               compile_model=flags["compile"], channels_last=flags["channels_last"])
-    except DifflabError:
-        if not from_env().is_main:
+    except DifflabError as e:
+        if not from_env().is_main and not isinstance(e, PeerLost):
             raise SystemExit(2) from None  # the same sentence comes from rank 0
         raise

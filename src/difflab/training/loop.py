@@ -27,7 +27,7 @@ import torch
 
 from .. import checkpoint
 from ..checks import check_integer, check_number
-from ..errors import DifflabError
+from ..errors import DifflabError, PeerLost
 from ..io import write_json, write_text
 from ..sections import LoopSettings
 from . import distributed
@@ -159,6 +159,21 @@ def _channels_last(net):
     def call(*args, **kwargs):
         return net(*[to_memory(a) for a in args], **{k: to_memory(v) for k, v in kwargs.items()})
     return call
+
+
+def _is_peer_failure(e: RuntimeError) -> bool:
+    """Whether an error of a collective (all-reduce, barrier) says that another process went away."""
+    text = str(e)
+    return any(s in text for s in ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
+                                   "NCCL communicator was aborted", "ProcessGroupGloo", "gloo/transport"))
+
+
+def _first_sentence(e: Exception) -> str:
+    """The gist of a library's error: its first sentence, without a leading ``[source:line]``."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(". ")[0][:160]
 
 
 def _tensorboard(out: Path, start: int):
@@ -355,14 +370,23 @@ class _Loop:
                 if stopped:
                     break
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run keeps its newest checkpoint
-            ckpts = checkpoint.list_checkpoints(out)
-            e.kept = (f"{out} keeps its checkpoint {ckpts[-1].name}; continue with --resume" if ckpts
-                      else f"{out} holds no checkpoint yet; --resume starts it over")
+            e.kept = self.kept()
             raise
+        except RuntimeError as e:  # under torchrun: a collective whose peer died fails here
+            if not world.started or not _is_peer_failure(e):
+                raise
+            raise PeerLost(f"process {world.rank} of {world.world_size} lost another process of the run "
+                           f"({_first_sentence(e)}); {self.kept()}.") from None
         finally:
             logger.close()
         if main:
             self.report(start, step, stopped, last, time.perf_counter() - t0, logger)
+
+    def kept(self) -> str:
+        """What an interrupted run keeps: its newest checkpoint."""
+        ckpts = checkpoint.list_checkpoints(self.out)
+        return (f"{self.out} keeps its checkpoint {ckpts[-1].name}; continue with --resume" if ckpts
+                else f"{self.out} holds no checkpoint yet; --resume starts it over")
 
     def report(self, start: int, step: int, stopped: bool, last: list[float], wall: float, logger) -> None:
         """The loss plot, the closing line, and the trainable's finish of a run that reached its target."""
