@@ -64,6 +64,8 @@ ROWS = [
     ("train: resume other seed", "train {d}/toy.yaml --out {d}/toy --resume --seed 5", "leave --seed out when resuming"),
     ("train: resume list config", "train {d}/toy.yaml --out {d}/listcfg --resume", "must hold a mapping of sections"),
     ("train: resume truncated", "train {d}/toy.yaml --out {d}/trunc --resume --steps 8", "no valid checkpoint"),
+    ("train: resume onto weights of another shape", "train {d}/wide.yaml --out {d}/wrongshape --resume --steps 8",
+     "do not match the model in config.json (size mismatch"),
     ("train: resume classifier run", "train {d}/toy.yaml --out {d}/notdiffusion --resume", "is a classifier run"),
     # --- difflab sample ---------------------------------------------------------------------------------------
     ("sample: no run", "sample --out {d}/s.npz", "required: run"),
@@ -177,6 +179,7 @@ def _write_files(d: Path) -> None:
     (d / "unknown_key.yaml").write_text("preset: digits\ntrain: {step: 3}\n")
     (d / "bad_lr.yaml").write_text("preset: digits\ntrain: {lr: -1}\n")
     (d / "bad_model.yaml").write_text("preset: 8gaussians\nmodel: {widthh: 3}\n")
+    (d / "wide.yaml").write_text(TOY.replace("hidden: 16", "hidden: 24"))
     (d / "mismatch.yaml").write_text("preset: 8gaussians\nmodel: {type: unet, image_size: 8}\n")
     rng = np.random.default_rng(0)
     np.savez(d / "good.npz", samples=rng.random((20, 1, 28, 28), dtype=np.float32))

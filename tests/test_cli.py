@@ -77,7 +77,7 @@ def test_sample_from_missing_or_truncated_checkpoint(toy_run, tmp_path, capsys):
     ("preset: 8gaussians\ntrain: {weight_decay: -0.1}\n", "train.weight_decay must be a number >= 0, got -0.1"),
     ("preset: 8gaussians\ntrain: {grad_clip: -1}\n", "train.grad_clip must be a number >= 0 (0 turns clipping off)"),
     ("preset: 8gaussians\ntrain: {warmup: 1.5}\n", "train.warmup must be an integer >= 0, got 1.5"),
-    ("preset: 8gaussians\nseed: -1\n", "seed must be an integer >= 0, got -1"),
+    ("preset: 8gaussians\nseed: -1\n", "seed must be an integer from 0 to 9223372036854775806, got -1"),
     ("preset: 8gaussians\ndata: {name: nowhere-data}\n", "nowhere-data"),
     ("preset: [unclosed\n", "could not be parsed"),
 ])

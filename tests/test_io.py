@@ -59,6 +59,7 @@ def test_check_writable(tmp_path):
     with pytest.raises(DifflabError, match="is a directory"):
         check_writable(tmp_path / "d")
     (tmp_path / "f").write_text("x")
+    assert check_writable(tmp_path / "f") == tmp_path / "f"  # an existing file may be replaced
     with pytest.raises(DifflabError, match="is a file, not a directory"):
         check_writable(tmp_path / "f", directory=True)
     with pytest.raises(DifflabError, match="is not a writable directory"):

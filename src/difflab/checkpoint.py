@@ -209,8 +209,9 @@ def load_into(model: torch.nn.Module, state: dict, where: str | Path, what: str 
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise DifflabError(f"weights in {str(where)!r} do not match the {what} in config.json "
-                           f"({str(e).splitlines()[0]}).") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__  # the first mismatch
+        raise DifflabError(f"weights in {str(where)!r} do not match the {what} in config.json ({detail[:200]}).") from None
 
 
 def load_latest(model: torch.nn.Module, run_dir: str | Path, weights: str = "ema", what: str = "model") -> int:

@@ -26,7 +26,7 @@ def check_writable(path: str | os.PathLike, what: str = "output file", directory
         raise DifflabError(f"{what} {str(path)!r} is a directory; give a file name.")
     if path.exists() and not path.is_dir() and directory:
         raise DifflabError(f"{what} {str(path)!r} is a file, not a directory.")
-    parent = path.parent if not path.exists() else path
+    parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or not _can_create_in(parent):

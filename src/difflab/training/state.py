@@ -86,9 +86,9 @@ class TrainingState:
         """Load the checkpoint ``ckpt`` into this state; returns (its step, its JSON state, its trainer tensors)
         for what a trainer keeps beside (the log window, a sampler's history)."""
         state = json.loads((ckpt / "state.json").read_text())
-        self.model.load_state_dict(checkpoint.load_tensors(ckpt, "model"))
+        checkpoint.load_into(self.model, checkpoint.load_tensors(ckpt, "model"), ckpt)
         if self.ema is not None:
-            self.ema.model.load_state_dict(checkpoint.load_tensors(ckpt, "ema"))
+            checkpoint.load_into(self.ema.model, checkpoint.load_tensors(ckpt, "ema"), ckpt, "model's EMA")
             self.ema.updates = state["ema_updates"]
         extra = checkpoint.load_tensors(ckpt, "trainer")
         self.opt.load_state_dict(unflatten_optimizer(extra, state["param_groups"]))
