@@ -139,6 +139,14 @@ def _check_objective(cfg: dict) -> None:
     lam = diff["vlb_weight"]
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0 < lam < float("inf"):
         raise DifflabError(f"diffusion.vlb_weight (the λ of L_hybrid = L_simple + λ L_vlb) must be a finite number > 0, got {lam!r}.")
+    from .objectives import WEIGHTINGS
+
+    if diff["weighting"] not in WEIGHTINGS:
+        raise DifflabError(f"diffusion.weighting must be one of {', '.join(WEIGHTINGS)}, got {diff['weighting']!r}.")
+    check_number(diff["min_snr_gamma"], "diffusion.min_snr_gamma", positive=True)
+    if diff["weighting"] != "none" and diff["loss"] != "simple":
+        raise DifflabError(f"diffusion.weighting = {diff['weighting']!r} weights L_simple; diffusion.loss = "
+                           f"{diff['loss']!r} has its own weighting (the bound's), so leave diffusion.weighting at none.")
     if tr["timestep_sampler"] not in TIMESTEP_SAMPLERS:
         raise DifflabError(f"train.timestep_sampler must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {tr['timestep_sampler']!r}.")
     learned = diff["learned_variance"]

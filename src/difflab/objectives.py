@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 
 from . import process
+from .errors import DifflabError
 from .random import randn
 from .schedules import Schedule
 
@@ -65,11 +66,57 @@ def register(name: str, learned_variance: bool = False):
     return wrap
 
 
+def _alpha_sigma64(schedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    """α_t and σ_t in float64, shaped (B, 1, ...) to broadcast against ``like``."""
+    shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
+    return process.alpha(schedule, t, shape), process.sigma(schedule, t, shape)
+
+
+def x0_error_scale(schedule, parameterization: str, t: Tensor, like: Tensor) -> Tensor:
+    """The factor by which a parameterization's squared error exceeds the x_0 error it implies at the same x_t:
+    ‖ε̂ − ε‖² = SNR ‖x̂_0 − x_0‖² (x̂_0 = (x_t − σ ε̂)/α), ‖v̂ − v‖² = ((α² + σ²)²/σ²) ‖x̂_0 − x_0‖² (which is
+    (SNR + 1) for VP schedules; Salimans & Ho 2022, Sec. 4), 1 for x_0, and the ε factor for the σ-weighted
+    score. SNR = α_t²/σ_t². Shaped to broadcast against ``like``."""
+    a, s = _alpha_sigma64(schedule, t, like)
+    if parameterization == "x0":
+        return torch.ones_like(a)
+    if parameterization == "v":
+        return (a**2 + s**2) ** 2 / s**2
+    return a**2 / s**2  # eps, and score (its loss is weighted by σ², so it is the ε error)
+
+
+def snr_weight(schedule, parameterization: str, t: Tensor, like: Tensor, weighting: str, gamma: float) -> Tensor:
+    """The per-example loss weight of ``weighting`` in the space of ``parameterization``: min-SNR-γ weights the x_0
+    error by min(SNR, γ) (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy",
+    Eq. 8); ``soft-min-snr`` by SNR γ/(SNR + γ), its smooth version (Crowson et al. 2024, "Scalable High-Resolution
+    Pixel-Space Image Synthesis with Hourglass Diffusion Transformers", Sec. 4.2). In ε-space that is
+    min(SNR, γ)/SNR, in v-space min(SNR, γ)/(SNR + 1): the x_0 weight divided by :func:`x0_error_scale`."""
+    a, s = _alpha_sigma64(schedule, t, like)
+    snr = a**2 / s**2
+    if weighting == "min-snr":
+        w_x0 = snr.clamp(max=gamma)
+    elif weighting == "soft-min-snr":
+        w_x0 = snr * gamma / (snr + gamma)
+    else:
+        raise DifflabError(f"⟨diffusion.weighting⟩ must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}.")
+    return (w_x0 / x0_error_scale(schedule, parameterization, t, like)).flatten()
+
+
+#: the loss weightings of :func:`snr_weight` (``none``: L_simple's uniform weight)
+WEIGHTINGS = ("none", "min-snr", "soft-min-snr")
+
+
 @register("simple")
 def simple(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
            **conditioning) -> Tensor:
-    """L_simple per example (:func:`l_simple`)."""
-    return l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
+    """L_simple per example (:func:`l_simple`), weighted per example by ``settings["weighting"]`` when it is not
+    ``none`` (:func:`snr_weight`, γ = ``settings["min_snr_gamma"]``)."""
+    losses = l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
+    weighting = settings.get("weighting", "none")
+    if weighting == "none":
+        return losses
+    w = snr_weight(denoiser.schedule, denoiser.parameterization, t, x0, weighting, settings["min_snr_gamma"])
+    return losses * w.to(losses.dtype)
 
 
 @register("hybrid", learned_variance=True)

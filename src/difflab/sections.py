@@ -73,6 +73,8 @@ class DiffusionSection:
     loss: str = "simple"
     learned_variance: bool = False
     vlb_weight: float = 0.001
+    weighting: str = "none"
+    min_snr_gamma: float = 5.0
 
 
 @dataclass(kw_only=True)
