@@ -44,6 +44,10 @@ ROWS = [
     ("train: bad lr", "train {d}/bad_lr.yaml --out {d}/new", "train.lr must be a positive number"),
     ("train: bad model option", "train {d}/bad_model.yaml --out {d}/new", "'widthh' is not an option"),
     ("train: image model on points", "train {d}/mismatch.yaml --out {d}/new", "attention_resolutions"),
+    ("train: EDM sigma_data 0", "train {d}/edm_sd.yaml --out {d}/new", "diffusion.sigma_data must be a positive number"),
+    ("train: EDM with min-SNR", "train {d}/edm_snr.yaml --out {d}/new", "EDM's preconditioning has its own weighting"),
+    ("train: unknown weighting", "train {d}/weighting.yaml --out {d}/new", "diffusion.weighting must be one of"),
+    ("train: lognormal on a discrete schedule", "train {d}/lognormal.yaml --out {d}/new", "needs a continuous schedule"),
     ("train: steps 0", "train {d}/toy.yaml --out {d}/new --steps 0", "--steps must be a positive integer"),
     ("train: steps text", "train {d}/toy.yaml --out {d}/new --steps many", "expected an integer"),
     ("train: seed too large", "train {d}/toy.yaml --out {d}/new --seed 99999999999999999999", "--seed must be an integer"),
@@ -179,6 +183,10 @@ def _write_files(d: Path) -> None:
     (d / "unknown_key.yaml").write_text("preset: digits\ntrain: {step: 3}\n")
     (d / "bad_lr.yaml").write_text("preset: digits\ntrain: {lr: -1}\n")
     (d / "bad_model.yaml").write_text("preset: 8gaussians\nmodel: {widthh: 3}\n")
+    (d / "edm_sd.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {sigma_data: 0}\n")
+    (d / "edm_snr.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {weighting: min-snr}\n")
+    (d / "weighting.yaml").write_text("preset: digits\ndiffusion: {weighting: max-snr}\n")
+    (d / "lognormal.yaml").write_text("preset: digits\ntrain: {timestep_sampler: lognormal}\n")
     (d / "wide.yaml").write_text(TOY.replace("hidden: 16", "hidden: 24"))
     (d / "mismatch.yaml").write_text("preset: 8gaussians\nmodel: {type: unet, image_size: 8}\n")
     rng = np.random.default_rng(0)

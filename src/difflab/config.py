@@ -53,6 +53,16 @@ def _with_schedule(base: dict, schedule: str, **params) -> dict:
     return out
 
 
+def _edm(base: dict, sigma_data: float) -> dict:
+    """A preset trained as EDM (Karras et al. 2022, Table 1): σ in [0.002, 80] on a VE schedule, the preconditioned
+    denoiser with ``sigma_data``, σ drawn log-normal (P_mean = −1.2, P_std = 1.2), sampled with Heun."""
+    out = _with_schedule(base, "ve", sigma_min=0.002, sigma_max=80.0)
+    out["diffusion"] = {**out["diffusion"], "parameterization": "edm", "sigma_data": sigma_data}
+    out["train"] = {**out["train"], "timestep_sampler": "lognormal"}
+    out["sample"] = {**out["sample"], "sampler": "heun", "steps": 18}
+    return out
+
+
 PRESETS: dict[str, dict] = {
     **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
     "digits": {
@@ -73,11 +83,16 @@ PRESETS: dict[str, dict] = {
     "8gaussians-ncsn": {**_with_schedule(_toy("8gaussians"), "ncsn", sigma_min=0.01, sigma_max=4.0, levels=20),
                         "sample": {"sampler": "langevin", "steps": 20, "clip": False}},
     "swissroll-vp": _with_schedule(_toy("swissroll"), "vp"),
+    # EDM (Karras et al. 2022): preconditioned denoiser on a VE schedule from σ_min to σ_max, log-normal σ in
+    # training, Heun sampling; standardised toys have σ_data = 1
+    "8gaussians-edm": _edm(_toy("8gaussians"), sigma_data=1.0),
     "fashion-mnist": _mnist_like("fashion-mnist"),
 }
 
 
 PRESETS["digits-vp"] = _with_schedule(PRESETS["digits"], "vp")
+PRESETS["digits-edm"] = _edm(PRESETS["digits"], sigma_data=0.5)  # images in [−1, 1]
+PRESETS["mnist-edm"] = _edm(_mnist_like("mnist"), sigma_data=0.5)
 
 
 def _merge(base: dict, override: dict, where: str = "") -> dict:
@@ -123,7 +138,7 @@ def validate(config: dict) -> dict:
     return out
 
 
-TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment")
+TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal")
 
 
 def _check_objective(cfg: dict) -> None:
@@ -144,6 +159,9 @@ def _check_objective(cfg: dict) -> None:
     if diff["weighting"] not in WEIGHTINGS:
         raise DifflabError(f"diffusion.weighting must be one of {', '.join(WEIGHTINGS)}, got {diff['weighting']!r}.")
     check_number(diff["min_snr_gamma"], "diffusion.min_snr_gamma", positive=True)
+    if diff["weighting"] != "none" and diff["parameterization"] == "edm":
+        raise DifflabError("diffusion.weighting weights the ε, x_0 or v error; EDM's preconditioning has its own "
+                           "weighting λ(σ), so leave diffusion.weighting at none.")
     if diff["weighting"] != "none" and diff["loss"] != "simple":
         raise DifflabError(f"diffusion.weighting = {diff['weighting']!r} weights L_simple; diffusion.loss = "
                            f"{diff['loss']!r} has its own weighting (the bound's), so leave diffusion.weighting at none.")
@@ -211,13 +229,21 @@ def _check_numbers(cfg: dict) -> None:
 
     diff = cfg["diffusion"]
     schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
-    process.check_parameterization(diff["parameterization"])
+    from .denoiser import PARAMETERIZATIONS
+
+    if diff["parameterization"] not in PARAMETERIZATIONS:
+        raise DifflabError(f"diffusion.parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
+                           f"got {diff['parameterization']!r}.")
+    check_number(diff["sigma_data"], "diffusion.sigma_data", positive=True)
+    if tr["timestep_sampler"] == "lognormal" and schedule.discrete:
+        raise DifflabError(f"train.timestep_sampler = 'lognormal' (EDM's log-normal σ) needs a continuous schedule "
+                           f"(vp, subvp, ve), got {diff['schedule']!r}.")
     if not schedule.discrete:
         from .objectives import LEARNED_VARIANCE
 
         if diff["loss"] in LEARNED_VARIANCE:
             raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
-        if tr["timestep_sampler"] != "uniform":
+        if tr["timestep_sampler"] not in ("uniform", "lognormal"):
             raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])

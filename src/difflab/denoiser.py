@@ -96,6 +96,70 @@ class Preconditioning:
         return process.target(self.schedule, self.parameterization, x0, t, eps)
 
 
+class EDMPreconditioning(Preconditioning):
+    """EDM's preconditioning (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+    Models", Table 1 and Eq. 7): in the scaled variables x̃ = x_t/α_t, σ = σ_t/α_t the denoiser is
+    D(x̃; σ) = c_skip(σ) x̃ + c_out(σ) F(c_in(σ) x̃; c_noise(σ)) with
+
+        c_skip = σ_d²/(σ² + σ_d²),  c_out = σ σ_d/√(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²),  c_noise = ¼ ln σ,
+
+    σ_d = ``sigma_data`` the data's standard deviation. The network F regresses (x_0 − c_skip x̃)/c_out, which is
+    D's x_0 error weighted by EDM's λ(σ) = (σ² + σ_d²)/(σ σ_d)² = 1/c_out² (Eq. 8)."""
+
+    def __init__(self, schedule: Schedule, sigma_data: float = 0.5):
+        if isinstance(sigma_data, bool) or not isinstance(sigma_data, (int, float)) or not sigma_data > 0:
+            raise DifflabError(f"⟨diffusion.sigma_data⟩ (EDM's σ_data) must be a number > 0, got {sigma_data!r}.")
+        self.schedule, self.parameterization, self.learned_variance = schedule, "edm", False
+        self.sigma_data = float(sigma_data)
+
+    def scalings(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(α_t, σ, c_skip, c_out, c_in, c_noise) per example, float64, shaped to broadcast against ``like``."""
+        t = as_time(t)
+        if t.ndim == 0:
+            t = t.expand(like.shape[0])
+        shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
+        a = process.alpha(self.schedule, t, shape)
+        sigma = process.sigma(self.schedule, t, shape) / a
+        sd2 = self.sigma_data ** 2
+        root = (sigma**2 + sd2).sqrt()
+        return a, sigma, sd2 / (sigma**2 + sd2), sigma * self.sigma_data / root, 1 / root, sigma.log() / 4
+
+    #: the network reads NOISE_LABEL_SCALE · c_noise: difflab's sinusoidal time embedding is made for times on the
+    #: scale of DDPM's 1..1000, and ¼ ln σ spans only about −1.6 .. 1.1 for σ in [0.002, 80]
+    NOISE_LABEL_SCALE = 1000.0
+
+    def inputs(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        a, _, _, _, c_in, c_noise = self.scalings(t, x_t)
+        label = self.NOISE_LABEL_SCALE * c_noise.flatten()
+        return (c_in / a).to(x_t.dtype) * x_t, label.to(device=x_t.device, dtype=torch.float32)
+
+    def prediction(self, x_t: Tensor, t: Tensor, output: Tensor) -> Prediction:
+        a, sigma, c_skip, c_out, _, _ = self.scalings(t, x_t)
+        x_tilde = x_t.double() / a
+        x0 = c_skip * x_tilde + c_out * output.double()
+        return Prediction(eps=((x_tilde - x0) / sigma).to(x_t.dtype), x0=x0.to(x_t.dtype))
+
+    def target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        _, sigma, c_skip, c_out, _, _ = self.scalings(t, x0)
+        x_tilde = x0.double() + sigma * eps.double()
+        return ((x0.double() - c_skip * x_tilde) / c_out).to(x0.dtype)
+
+
+def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_variance: bool = False,
+                    sigma_data: float = 0.5) -> Preconditioning:
+    """The preconditioning a run's parameterization names: ``edm`` (:class:`EDMPreconditioning`) or a plain
+    prediction target (ε, x_0, v, score; :class:`Preconditioning`)."""
+    if parameterization == "edm":
+        if learned_variance:
+            raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not EDM's preconditioning.")
+        return EDMPreconditioning(schedule, sigma_data)
+    return Preconditioning(schedule, parameterization, learned_variance)
+
+
+#: every parameterization a run may name (``diffusion.parameterization``)
+PARAMETERIZATIONS = (*process.PARAMETERIZATIONS, "edm")
+
+
 def split_output(output: Tensor, channels: int) -> tuple[Tensor, Tensor]:
     """Split a learned-variance network output of 2C channels into (ε̂, v_raw) along dim 1 (IDDPM Sec. 3.1)."""
     if output.ndim < 2 or output.shape[1] != 2 * channels:
@@ -121,9 +185,10 @@ class ModelDenoiser:
 
     def __init__(self, model: torch.nn.Module, schedule: Schedule, parameterization: str = "eps",
                  clip_x0: tuple[float, float] | None = None, labels: Tensor | int | None = None,
-                 learned_variance: bool = False):
+                 learned_variance: bool = False, sigma_data: float = 0.5):
         self.model = model
-        self.preconditioning = Preconditioning(schedule, parameterization, learned_variance)
+        self.preconditioning = preconditioning(schedule, parameterization, learned_variance, sigma_data)
+        self.sigma_data = sigma_data
         self.schedule = schedule
         self.parameterization = parameterization
         self.clip_x0 = clip_x0
@@ -133,7 +198,7 @@ class ModelDenoiser:
     def with_labels(self, labels: Tensor | int | None) -> "ModelDenoiser":
         """The same network and schedule, conditioned on other labels."""
         return ModelDenoiser(self.model, self.schedule, self.parameterization, self.clip_x0, labels,
-                             self.learned_variance)
+                             self.learned_variance, self.sigma_data)
 
     def network(self, x_t: Tensor, t: Tensor, labels: Tensor | int | None = None, **conditioning) -> Tensor:
         """The network's raw output at (x_t, t), as losses read it."""
@@ -170,4 +235,4 @@ def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
         c = config["latent"].get("clip")
         clip = (-c, c) if c and config["sample"]["clip"] else None
     return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
-                         learned_variance=diff["learned_variance"])
+                         learned_variance=diff["learned_variance"], sigma_data=diff["sigma_data"])

@@ -24,6 +24,17 @@ def uniform_timesteps(schedule: Schedule, batch: int, generator: torch.Generator
     return (schedule.t_min + (schedule.t_max - schedule.t_min) * u).to(device)
 
 
+def lognormal_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None,
+                        p_mean: float = -1.2, p_std: float = 1.2) -> Tensor:
+    """The times of σ = σ_t/α_t ~ exp(N(P_mean, P_std²)), EDM's training noise distribution (Karras et al. 2022,
+    Table 1: P_mean = −1.2, P_std = 1.2), mapped through the schedule's log-SNR λ = −2 ln σ and kept inside
+    [t_min, t_max]. For continuous schedules."""
+    where = generator.device if generator is not None else None
+    ln_sigma = p_mean + p_std * torch.randn(batch, generator=generator, dtype=torch.float64, device=where)
+    t = schedule.t_from_lambda(-2 * ln_sigma.cpu())
+    return t.clamp(schedule.t_min, schedule.t_max).to(device)
+
+
 def l_simple(denoiser, x0: Tensor, generator: torch.Generator | None = None, t: Tensor | None = None,
              eps: Tensor | None = None, y: Tensor | None = None, **conditioning) -> Tensor:
     """L_simple = E_{t, x_0, ε} ‖target − f_θ(x_t, t)‖², the per-example mean over dimensions

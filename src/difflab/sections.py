@@ -75,6 +75,7 @@ class DiffusionSection:
     vlb_weight: float = 0.001
     weighting: str = "none"
     min_snr_gamma: float = 5.0
+    sigma_data: float = 0.5
 
 
 @dataclass(kw_only=True)

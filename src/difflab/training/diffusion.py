@@ -54,7 +54,7 @@ class DiffusionTrainable(Trainable):
         name = tr["timestep_sampler"]
         # uniform t is drawn by uniform_timesteps (also for continuous schedules), except for the IDDPM objectives,
         # which, like importance sampling, draw t from a timestep sampler (IDDPM Sec. 3.3)
-        self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name == "uniform" \
+        self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name in ("uniform", "lognormal") \
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
 
@@ -92,8 +92,10 @@ class DiffusionTrainable(Trainable):
 
         x0 = self.data[idx]
         batch_size = idx.shape[0]
-        if self.t_sampler is None:  # drawn as l_simple draws them
-            t, weights = objectives.uniform_timesteps(self.schedule, batch_size, generator, self.device), None
+        if self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
+            draw = objectives.lognormal_timesteps if self.config["train"]["timestep_sampler"] == "lognormal" \
+                else objectives.uniform_timesteps
+            t, weights = draw(self.schedule, batch_size, generator, self.device), None
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)
         eps = randn(x0.shape, generator, self.device, x0.dtype)
