@@ -45,9 +45,12 @@ ROWS = [
     ("train: bad model option", "train {d}/bad_model.yaml --out {d}/new", "'widthh' is not an option"),
     ("train: image model on points", "train {d}/mismatch.yaml --out {d}/new", "attention_resolutions"),
     ("train: EDM sigma_data 0", "train {d}/edm_sd.yaml --out {d}/new", "diffusion.sigma_data must be a positive number"),
-    ("train: EDM with min-SNR", "train {d}/edm_snr.yaml --out {d}/new", "EDM's preconditioning has its own weighting"),
+    ("train: EDM with min-SNR", "train {d}/edm_snr.yaml --out {d}/new", "the edm parameterization has its own weighting"),
     ("train: unknown weighting", "train {d}/weighting.yaml --out {d}/new", "diffusion.weighting must be one of"),
     ("train: lognormal on a discrete schedule", "train {d}/lognormal.yaml --out {d}/new", "needs a continuous schedule"),
+    ("train: flow with min-SNR", "train {d}/flow_snr.yaml --out {d}/new", "the velocity parameterization has its own"),
+    ("train: logit-normal on a discrete schedule", "train {d}/logit.yaml --out {d}/new", "needs a continuous schedule"),
+    ("train: flow schedule bounds", "train {d}/flow_bounds.yaml --out {d}/new", "flow schedule needs 0 < t_min < t_max < 1"),
     ("train: steps 0", "train {d}/toy.yaml --out {d}/new --steps 0", "--steps must be a positive integer"),
     ("train: steps text", "train {d}/toy.yaml --out {d}/new --steps many", "expected an integer"),
     ("train: seed too large", "train {d}/toy.yaml --out {d}/new --seed 99999999999999999999", "--seed must be an integer"),
@@ -187,6 +190,9 @@ def _write_files(d: Path) -> None:
     (d / "edm_snr.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {weighting: min-snr}\n")
     (d / "weighting.yaml").write_text("preset: digits\ndiffusion: {weighting: max-snr}\n")
     (d / "lognormal.yaml").write_text("preset: digits\ntrain: {timestep_sampler: lognormal}\n")
+    (d / "flow_snr.yaml").write_text("preset: 8gaussians-flow\ndiffusion: {weighting: min-snr}\n")
+    (d / "logit.yaml").write_text("preset: digits\ntrain: {timestep_sampler: logit-normal}\n")
+    (d / "flow_bounds.yaml").write_text("preset: 8gaussians-flow\ndiffusion: {schedule_params: {t_max: 1.0}}\n")
     (d / "wide.yaml").write_text(TOY.replace("hidden: 16", "hidden: 24"))
     (d / "mismatch.yaml").write_text("preset: 8gaussians\nmodel: {type: unet, image_size: 8}\n")
     rng = np.random.default_rng(0)

@@ -63,6 +63,15 @@ def _edm(base: dict, sigma_data: float) -> dict:
     return out
 
 
+def _flow(base: dict) -> dict:
+    """A preset trained by flow matching: the straight path x_t = (1 − t) x_0 + t ε, a velocity network, t uniform,
+    sampled by the Euler steps of the flow ODE (DDIM on this path) in 50 steps."""
+    out = _with_schedule(base, "flow")
+    out["diffusion"] = {**out["diffusion"], "parameterization": "velocity"}
+    out["sample"] = {**out["sample"], "sampler": "ddim", "steps": 50}
+    return out
+
+
 PRESETS: dict[str, dict] = {
     **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
     "digits": {
@@ -86,6 +95,8 @@ PRESETS: dict[str, dict] = {
     # EDM (Karras et al. 2022): preconditioned denoiser on a VE schedule from σ_min to σ_max, log-normal σ in
     # training, Heun sampling; standardised toys have σ_data = 1
     "8gaussians-edm": _edm(_toy("8gaussians"), sigma_data=1.0),
+    # flow matching / rectified flow (Lipman et al. 2023; Liu et al. 2023): the straight path, a velocity network
+    "8gaussians-flow": _flow(_toy("8gaussians")),
     "fashion-mnist": _mnist_like("fashion-mnist"),
 }
 
@@ -93,6 +104,8 @@ PRESETS: dict[str, dict] = {
 PRESETS["digits-vp"] = _with_schedule(PRESETS["digits"], "vp")
 PRESETS["digits-edm"] = _edm(PRESETS["digits"], sigma_data=0.5)  # images in [−1, 1]
 PRESETS["mnist-edm"] = _edm(_mnist_like("mnist"), sigma_data=0.5)
+PRESETS["digits-flow"] = _flow(PRESETS["digits"])
+PRESETS["mnist-flow"] = _flow(_mnist_like("mnist"))
 
 
 def _merge(base: dict, override: dict, where: str = "") -> dict:
@@ -138,7 +151,7 @@ def validate(config: dict) -> dict:
     return out
 
 
-TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal")
+TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal", "logit-normal")
 
 
 def _check_objective(cfg: dict) -> None:
@@ -159,9 +172,9 @@ def _check_objective(cfg: dict) -> None:
     if diff["weighting"] not in WEIGHTINGS:
         raise DifflabError(f"diffusion.weighting must be one of {', '.join(WEIGHTINGS)}, got {diff['weighting']!r}.")
     check_number(diff["min_snr_gamma"], "diffusion.min_snr_gamma", positive=True)
-    if diff["weighting"] != "none" and diff["parameterization"] == "edm":
-        raise DifflabError("diffusion.weighting weights the ε, x_0 or v error; EDM's preconditioning has its own "
-                           "weighting λ(σ), so leave diffusion.weighting at none.")
+    if diff["weighting"] != "none" and diff["parameterization"] in ("edm", "velocity"):
+        raise DifflabError(f"diffusion.weighting weights the ε, x_0 or v error; the {diff['parameterization']} "
+                           "parameterization has its own weighting, so leave diffusion.weighting at none.")
     if diff["weighting"] != "none" and diff["loss"] != "simple":
         raise DifflabError(f"diffusion.weighting = {diff['weighting']!r} weights L_simple; diffusion.loss = "
                            f"{diff['loss']!r} has its own weighting (the bound's), so leave diffusion.weighting at none.")
@@ -223,7 +236,7 @@ def _check_numbers(cfg: dict) -> None:
     check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
     check_number(tr["weight_decay"], "train.weight_decay")
     check_seed(cfg["seed"], "seed", headroom=1)
-    from . import process, schedules
+    from . import schedules
     from .samplers import get as get_sampler
     from .samplers.discretizations import check_steps
 
@@ -235,15 +248,15 @@ def _check_numbers(cfg: dict) -> None:
         raise DifflabError(f"diffusion.parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
                            f"got {diff['parameterization']!r}.")
     check_number(diff["sigma_data"], "diffusion.sigma_data", positive=True)
-    if tr["timestep_sampler"] == "lognormal" and schedule.discrete:
-        raise DifflabError(f"train.timestep_sampler = 'lognormal' (EDM's log-normal σ) needs a continuous schedule "
-                           f"(vp, subvp, ve), got {diff['schedule']!r}.")
+    if tr["timestep_sampler"] in ("lognormal", "logit-normal") and schedule.discrete:
+        raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a continuous schedule "
+                           f"(vp, subvp, ve, flow), got {diff['schedule']!r}.")
     if not schedule.discrete:
         from .objectives import LEARNED_VARIANCE
 
         if diff["loss"] in LEARNED_VARIANCE:
             raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
-        if tr["timestep_sampler"] not in ("uniform", "lognormal"):
+        if tr["timestep_sampler"] not in ("uniform", "lognormal", "logit-normal"):
             raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])

@@ -145,6 +145,41 @@ class EDMPreconditioning(Preconditioning):
         return ((x0.double() - c_skip * x_tilde) / c_out).to(x0.dtype)
 
 
+class VelocityPreconditioning(Preconditioning):
+    """A velocity network, the parameterization of flow matching (Lipman et al. 2023, Eq. 22; Liu et al. 2023):
+    it regresses the path's time derivative u = α'_t x_0 + σ'_t ε (ε − x_0 on the straight path α = 1 − t, σ = t
+    of :class:`~difflab.sde.FlowPath`), and (x̂_0, ε̂) solve [α σ; α' σ'] (x_0, ε) = (x_t, û). The derivatives
+    α', σ' come from the schedule by a central difference in float64 (exact up to rounding for a straight path)."""
+
+    def __init__(self, schedule: Schedule):
+        super().__init__(schedule, "eps")
+        self.parameterization = "velocity"
+
+    def _coefficients(self, t: Tensor, like: Tensor):
+        t = as_time(t)
+        if t.ndim == 0:
+            t = t.expand(like.shape[0])
+        shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
+        t = t.double().cpu()
+        h = 1e-6
+        lo, hi = (t - h).clamp(min=0), (t + h).clamp(max=1)
+        d_alpha = process.alpha(self.schedule, hi, shape) - process.alpha(self.schedule, lo, shape)
+        d_sigma = process.sigma(self.schedule, hi, shape) - process.sigma(self.schedule, lo, shape)
+        width = process._per_example(hi - lo, shape)
+        return (process.alpha(self.schedule, t, shape), process.sigma(self.schedule, t, shape),
+                d_alpha / width, d_sigma / width)
+
+    def prediction(self, x_t: Tensor, t: Tensor, output: Tensor) -> Prediction:
+        a, s, da, ds = self._coefficients(t, x_t)
+        det = a * ds - s * da
+        x, u = x_t.double(), output.double()
+        return Prediction(eps=((a * u - da * x) / det).to(x_t.dtype), x0=((ds * x - s * u) / det).to(x_t.dtype))
+
+    def target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        _, _, da, ds = self._coefficients(t, x0)
+        return (da * x0.double() + ds * eps.double()).to(x0.dtype)
+
+
 def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_variance: bool = False,
                     sigma_data: float = 0.5) -> Preconditioning:
     """The preconditioning a run's parameterization names: ``edm`` (:class:`EDMPreconditioning`) or a plain
@@ -153,11 +188,15 @@ def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_v
         if learned_variance:
             raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not EDM's preconditioning.")
         return EDMPreconditioning(schedule, sigma_data)
+    if parameterization == "velocity":
+        if learned_variance:
+            raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not a velocity network.")
+        return VelocityPreconditioning(schedule)
     return Preconditioning(schedule, parameterization, learned_variance)
 
 
 #: every parameterization a run may name (``diffusion.parameterization``)
-PARAMETERIZATIONS = (*process.PARAMETERIZATIONS, "edm")
+PARAMETERIZATIONS = (*process.PARAMETERIZATIONS, "edm", "velocity")
 
 
 def split_output(output: Tensor, channels: int) -> tuple[Tensor, Tensor]:

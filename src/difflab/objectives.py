@@ -35,6 +35,15 @@ def lognormal_timesteps(schedule, batch: int, generator: torch.Generator | None 
     return t.clamp(schedule.t_min, schedule.t_max).to(device)
 
 
+def logit_normal_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None,
+                           mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """t = sigmoid(n), n ~ N(mean, std²): the logit-normal times of rectified-flow training (Esser et al. 2024,
+    "Scaling Rectified Flow Transformers", Sec. 3.1, m = 0, s = 1), kept inside [t_min, t_max]."""
+    where = generator.device if generator is not None else None
+    n = mean + std * torch.randn(batch, generator=generator, dtype=torch.float64, device=where)
+    return torch.sigmoid(n).clamp(schedule.t_min, schedule.t_max).to(device)
+
+
 def l_simple(denoiser, x0: Tensor, generator: torch.Generator | None = None, t: Tensor | None = None,
              eps: Tensor | None = None, y: Tensor | None = None, **conditioning) -> Tensor:
     """L_simple = E_{t, x_0, ε} ‖target − f_θ(x_t, t)‖², the per-example mean over dimensions

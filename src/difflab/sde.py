@@ -179,7 +179,32 @@ class NCSNLevels(VESDE):
         return self.sigma(torch.arange(self.T, 0, -1, dtype=torch.float64))
 
 
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE, "ncsn": NCSNLevels}
+class FlowPath(ContinuousSchedule):
+    """The straight path of flow matching and rectified flow, x_t = (1 − t) x_0 + t ε: α_t = 1 − t, σ_t = t
+    (Lipman et al. 2023, "Flow Matching for Generative Modeling", Eq. 23 with σ_min = 0; Liu et al. 2023,
+    "Flow Straight and Fast", Eq. 1). Sampling starts at ``t_max`` = 0.999 (α = 0.001), where the log-SNR the
+    solvers step in is finite; the ε-draw there is N(0, t_max² I), off the true marginal by 0.001 x_0."""
+
+    name = "flow"
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 0.999):
+        if not 0 < t_min < t_max < 1:
+            raise DifflabError(f"flow schedule needs 0 < t_min < t_max < 1, got {t_min}, {t_max}.")
+        self.t_min, self.t_max = float(t_min), float(t_max)
+        self.params = {"t_min": t_min, "t_max": t_max}
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return torch.log1p(-t)
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return t
+
+    def t_from_lambda(self, lam) -> Tensor:
+        """λ = 2 log((1 − t)/t), so t = sigmoid(−λ/2)."""
+        return torch.sigmoid(-_t64(lam) / 2)
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE, "ncsn": NCSNLevels, "flow": FlowPath}
 
 
 def sde_coefficients(schedule, t, dt: float = 1e-4) -> tuple[Tensor, Tensor]:

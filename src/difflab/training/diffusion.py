@@ -38,6 +38,8 @@ from .trainable import Trainable
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
+#: the time distributions drawn for the global batch directly (no sampler state): uniform, EDM's, rectified flow's
+CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal")
 LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb"}
 
 
@@ -54,7 +56,7 @@ class DiffusionTrainable(Trainable):
         name = tr["timestep_sampler"]
         # uniform t is drawn by uniform_timesteps (also for continuous schedules), except for the IDDPM objectives,
         # which, like importance sampling, draw t from a timestep sampler (IDDPM Sec. 3.3)
-        self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name in ("uniform", "lognormal") \
+        self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name in CONTINUOUS_TIMES \
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
 
@@ -93,8 +95,8 @@ class DiffusionTrainable(Trainable):
         x0 = self.data[idx]
         batch_size = idx.shape[0]
         if self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
-            draw = objectives.lognormal_timesteps if self.config["train"]["timestep_sampler"] == "lognormal" \
-                else objectives.uniform_timesteps
+            draw = {"lognormal": objectives.lognormal_timesteps, "logit-normal": objectives.logit_normal_timesteps
+                    }.get(self.config["train"]["timestep_sampler"], objectives.uniform_timesteps)
             t, weights = draw(self.schedule, batch_size, generator, self.device), None
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)
