@@ -45,3 +45,16 @@ def tiny_digits_config(tmp_path):
     path = tmp_path / "tiny_digits.yaml"
     path.write_text(TINY_DIGITS)
     return path
+
+
+@pytest.fixture
+def fraction_near_modes():
+    """fraction(run, sampler, steps): the share of 1,000 samples within 0.5 of a centre of the 8-Gaussians mixture
+    (component std 0.1: a real sample lies that close with probability 1 − e^(−12.5) ≈ 1)."""
+    def fraction(run, sampler: str, steps: int) -> float:
+        from difflab.data.toys import GAUSSIANS8_CENTRES
+
+        x = run.sample(1000, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(0))
+        d = torch.cdist(x.double(), GAUSSIANS8_CENTRES.double()).min(1).values
+        return float((d < 0.5).double().mean())
+    return fraction

@@ -117,9 +117,8 @@ class EDMPreconditioning(Preconditioning):
         t = as_time(t)
         if t.ndim == 0:
             t = t.expand(like.shape[0])
-        shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
-        a = process.alpha(self.schedule, t, shape)
-        sigma = process.sigma(self.schedule, t, shape) / a
+        a, sigma = process.alpha_sigma64(self.schedule, t, like)
+        sigma = sigma / a
         sd2 = self.sigma_data ** 2
         root = (sigma**2 + sd2).sqrt()
         return a, sigma, sd2 / (sigma**2 + sd2), sigma * self.sigma_data / root, 1 / root, sigma.log() / 4
@@ -159,15 +158,13 @@ class VelocityPreconditioning(Preconditioning):
         t = as_time(t)
         if t.ndim == 0:
             t = t.expand(like.shape[0])
-        shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
         t = t.double().cpu()
         h = 1e-6
         lo, hi = (t - h).clamp(min=0), (t + h).clamp(max=1)
-        d_alpha = process.alpha(self.schedule, hi, shape) - process.alpha(self.schedule, lo, shape)
-        d_sigma = process.sigma(self.schedule, hi, shape) - process.sigma(self.schedule, lo, shape)
-        width = process._per_example(hi - lo, shape)
-        return (process.alpha(self.schedule, t, shape), process.sigma(self.schedule, t, shape),
-                d_alpha / width, d_sigma / width)
+        (a_lo, s_lo), (a_hi, s_hi) = process.alpha_sigma64(self.schedule, lo, like), process.alpha_sigma64(self.schedule, hi, like)
+        width = (hi - lo).to(a_lo.device).reshape(a_lo.shape)
+        a, s = process.alpha_sigma64(self.schedule, t, like)
+        return a, s, (a_hi - a_lo) / width, (s_hi - s_lo) / width
 
     def prediction(self, x_t: Tensor, t: Tensor, output: Tensor) -> Prediction:
         a, s, da, ds = self._coefficients(t, x_t)

@@ -86,18 +86,12 @@ def register(name: str, learned_variance: bool = False):
     return wrap
 
 
-def _alpha_sigma64(schedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-    """α_t and σ_t in float64, shaped (B, 1, ...) to broadcast against ``like``."""
-    shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
-    return process.alpha(schedule, t, shape), process.sigma(schedule, t, shape)
-
-
 def x0_error_scale(schedule, parameterization: str, t: Tensor, like: Tensor) -> Tensor:
     """The factor by which a parameterization's squared error exceeds the x_0 error it implies at the same x_t:
     ‖ε̂ − ε‖² = SNR ‖x̂_0 − x_0‖² (x̂_0 = (x_t − σ ε̂)/α), ‖v̂ − v‖² = ((α² + σ²)²/σ²) ‖x̂_0 − x_0‖² (which is
     (SNR + 1) for VP schedules; Salimans & Ho 2022, Sec. 4), 1 for x_0, and the ε factor for the σ-weighted
     score. SNR = α_t²/σ_t². Shaped to broadcast against ``like``."""
-    a, s = _alpha_sigma64(schedule, t, like)
+    a, s = process.alpha_sigma64(schedule, t, like)
     if parameterization == "x0":
         return torch.ones_like(a)
     if parameterization == "v":
@@ -111,7 +105,7 @@ def snr_weight(schedule, parameterization: str, t: Tensor, like: Tensor, weighti
     Eq. 8); ``soft-min-snr`` by SNR γ/(SNR + γ), its smooth version (Crowson et al. 2024, "Scalable High-Resolution
     Pixel-Space Image Synthesis with Hourglass Diffusion Transformers", Sec. 4.2). In ε-space that is
     min(SNR, γ)/SNR, in v-space min(SNR, γ)/(SNR + 1): the x_0 weight divided by :func:`x0_error_scale`."""
-    a, s = _alpha_sigma64(schedule, t, like)
+    a, s = process.alpha_sigma64(schedule, t, like)
     snr = a**2 / s**2
     if weighting == "min-snr":
         w_x0 = snr.clamp(max=gamma)

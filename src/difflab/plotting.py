@@ -529,6 +529,17 @@ def plot_process_images(rows: list[list], row_labels: list[str] | None, col_labe
     return _save_figure(fig, path)
 
 
+#: the most images a .png grid may hold
+MAX_GRID = 10_000
+
+
+def check_grid_size(num: int) -> None:
+    """Refuse a grid of more than :data:`MAX_GRID` images: nobody can read it, and it must all sit in memory."""
+    if num > MAX_GRID:
+        raise DifflabError(f"a grid of {num} images is not a picture anyone can read; write an .npz for more than "
+                           f"{MAX_GRID}.")
+
+
 def save_samples(samples: torch.Tensor, path: str | Path, kind: str, reference: torch.Tensor | None = None) -> Path:
     """Write samples (data coordinates): ``.npz`` gets the array ``samples``; ``.png`` a grid (images)
     or a scatter plot (toys)."""

@@ -38,6 +38,13 @@ def sigma(schedule, t, like: Tensor) -> Tensor:
     return _per_example(schedule.sigma(_times(t, like)), like)
 
 
+def alpha_sigma64(schedule, t, like: Tensor) -> tuple[Tensor, Tensor]:
+    """α_t and σ_t in float64, one per example of ``like``, shaped (B, 1, ...) to broadcast against it (for the
+    coefficients that must not lose precision in ``like``'s dtype: loss weights, EDM's scalings)."""
+    shape = torch.empty((like.shape[0],) + (1,) * (like.ndim - 1), dtype=torch.float64, device=like.device)
+    return alpha(schedule, t, shape), sigma(schedule, t, shape)
+
+
 def model_input(schedule, x_t: Tensor, t) -> Tensor:
     """What the network sees: x_t / √(α_t² + σ_t²), unit-scale for every schedule (Karras et al. 2022,
     "Elucidating the Design Space", Table 1, c_in with σ_data = 1). For VP schedules the scale is 1."""

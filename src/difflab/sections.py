@@ -46,6 +46,23 @@ class LoopSettings:
 RUN_OPTIONS = ("precision", "grad_accum", "compile", "channels_last")
 
 
+@dataclass(kw_only=True)
+class LoopSection:
+    """The keys of every trainer's ``train`` section that the one loop reads; a trainer's section changes only the
+    defaults that differ for it."""
+
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    log_every: int = 50
+    save_every: int = 1000
+    keep: int = 2
+
+
 # --- the diffusion trainer's config (difflab train) ---------------------------------------------------------------
 
 @dataclass
@@ -79,17 +96,7 @@ class DiffusionSection:
 
 
 @dataclass(kw_only=True)
-class TrainSection(LoopSettings):
-    steps: int = 2000
-    batch_size: int = 128
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 50
-    save_every: int = 1000
-    keep: int = 2
+class TrainSection(LoopSection, LoopSettings):
     num_samples: int = 64
     label_dropout: float = 0.1
     timestep_sampler: str = "uniform"
@@ -116,18 +123,10 @@ class ClassifierDiffusionSection:
     schedule_params: dict = field(default_factory=dict)
 
 
-@dataclass
-class ClassifierTrainSection:
-    steps: int = 2000
-    batch_size: int = 128
+@dataclass(kw_only=True)
+class ClassifierTrainSection(LoopSection):
     lr: float = 3e-4
     weight_decay: float = 0.05
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 50
-    save_every: int = 1000
-    keep: int = 2
     eval_num: int = 1000
 
 
@@ -148,16 +147,10 @@ class AutoencoderLossSection:
     disc_start: int = 0
 
 
-@dataclass
-class AutoencoderTrainSection:
+@dataclass(kw_only=True)
+class AutoencoderTrainSection(LoopSection):
     steps: int = 3000
     batch_size: int = 32
     lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    log_every: int = 50
     save_every: int = 500
-    keep: int = 2
     eval_num: int = 1000

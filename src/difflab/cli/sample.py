@@ -51,6 +51,8 @@ def execute(a) -> None:
     import torch
 
     from ..io import check_writable, npz_stream
+    from ..plotting import check_grid_size
+    from ..samplers import check_batch_fits
     from ..random import per_sample_generators
     from ..run import load, save_samples
 
@@ -90,9 +92,9 @@ def execute(a) -> None:
     if a.compose and not a.classes:
         raise error("--compose needs --classes K1,K2.")
     shape = run.shape
-    check_batch_fits(a.batch_size, (run.codec.shape if run.codec is not None else shape), a.num)
-    if a.out.endswith(".png") and a.num > MAX_GRID:
-        raise error(f"a grid of {a.num} images is not a picture anyone can read; write an .npz for more than {MAX_GRID}.")
+    check_batch_fits(min(a.batch_size, a.num), run.codec.shape if run.codec is not None else shape)
+    if a.out.endswith(".png"):
+        check_grid_size(a.num)
 
     def batches():
         for lo in range(0, a.num, a.batch_size):
@@ -114,21 +116,3 @@ def execute(a) -> None:
     else:
         save_samples(torch.cat(list(batches())), a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
-
-
-#: the most images a .png grid may hold
-MAX_GRID = 10_000
-
-
-def check_batch_fits(batch_size: int, shape: tuple, num: int) -> None:
-    """Refuse, before sampling, a batch whose rough working memory exceeds what the machine has available."""
-    import math
-
-    from ..io import available_memory
-
-    batch = min(batch_size, num)
-    need = batch * (math.prod(shape) * 4 * 32 + 4096)  # ~32 float copies of a sample (state, predictions,
-    have = available_memory()                          # activations) and a generator each
-    if have is not None and need > have:
-        raise error(f"--batch-size {batch} needs about {need / 2**30:.1f} GiB while {have / 2**30:.1f} GiB are available; "
-                    f"use a --batch-size of at most {max(1, batch * have // need)}.")

@@ -111,6 +111,20 @@ def with_capability(capability: str) -> list[str]:
     return [n for n in names() if _INFO[n][capability]]
 
 
+def check_batch_fits(batch: int, shape: Sequence[int]) -> None:
+    """Refuse, before sampling, a batch whose rough working memory exceeds what the machine has available: about 32
+    float copies of a sample (state, predictions, a network's activations) and one generator per sample."""
+    import math
+
+    from ..io import available_memory
+
+    need = batch * (math.prod(shape) * 4 * 32 + 4096)
+    have = available_memory()
+    if have is not None and need > have:
+        raise DifflabError(f"⟨batch_size⟩ {batch} needs about {need / 2**30:.1f} GiB while {have / 2**30:.1f} GiB are "
+                           f"available; use a ⟨batch_size⟩ of at most {max(1, batch * have // need)}.")
+
+
 def step_pairs(timesteps: Sequence, progress: bool = False, desc: str = "sampling") -> Iterator[tuple[int, object, object]]:
     """Yield (i, t, s): step i goes from time t to s, the next visited one (0, the data, after the last).
     Integer timesteps stay ints; fractional ones are floats."""
@@ -161,4 +175,4 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
 
 
-__all__ = ["register", "with_capability", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]
+__all__ = ["register", "with_capability", "check_batch_fits", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]

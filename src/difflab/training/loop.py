@@ -29,7 +29,7 @@ from .. import checkpoint
 from ..checks import check_integer, check_number
 from ..errors import DifflabError, PeerLost
 from ..io import write_json, write_text
-from ..sections import LoopSettings
+from ..sections import LoopSection, LoopSettings
 from . import distributed
 from .ema import EMA
 from .run_config import make_run_dir, remove_stale_temp_files
@@ -39,19 +39,10 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 @dataclass(kw_only=True)
-class LoopOptions(LoopSettings):
-    """How the loop runs: the keys of a completed ``train`` section that the loop reads (every trainer's section
-    has them, with its own defaults), and the :class:`~difflab.sections.LoopSettings` shared by all."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    warmup: int
-    grad_clip: float
-    ema_decay: float
-    log_every: int
-    save_every: int
-    keep: int
+class LoopOptions(LoopSection, LoopSettings):
+    """How the loop runs: the keys of a completed ``train`` section that the loop reads
+    (:class:`~difflab.sections.LoopSection`, each trainer's with its own defaults) and the
+    :class:`~difflab.sections.LoopSettings` shared by all."""
 
     @classmethod
     def from_section(cls, train: dict) -> "LoopOptions":
