@@ -45,10 +45,11 @@ ROWS = [
     ("train: bad model option", "train {d}/bad_model.yaml --out {d}/new", "'widthh' is not an option"),
     ("train: image model on points", "train {d}/mismatch.yaml --out {d}/new", "attention_resolutions"),
     ("train: EDM sigma_data 0", "train {d}/edm_sd.yaml --out {d}/new", "diffusion.sigma_data must be a positive number"),
-    ("train: EDM with min-SNR", "train {d}/edm_snr.yaml --out {d}/new", "the edm parameterization has its own weighting"),
+    ("train: EDM formulation, ε network", "train {d}/edm_eps.yaml --out {d}/new",
+     "diffusion.formulation = 'edm' trains a network predicting edm, not diffusion.parameterization 'eps'; for 'eps' set diffusion.formulation: ddpm"),
     ("train: unknown weighting", "train {d}/weighting.yaml --out {d}/new", "diffusion.weighting must be one of"),
     ("train: lognormal on a discrete schedule", "train {d}/lognormal.yaml --out {d}/new", "needs a continuous schedule"),
-    ("train: flow with min-SNR", "train {d}/flow_snr.yaml --out {d}/new", "the velocity parameterization has its own"),
+    ("train: OT pairing outside flow", "train {d}/ot_ddpm.yaml --out {d}/new", "it needs diffusion.formulation: flow"),
     ("train: logit-normal on a discrete schedule", "train {d}/logit.yaml --out {d}/new", "needs a continuous schedule"),
     ("train: flow schedule bounds", "train {d}/flow_bounds.yaml --out {d}/new", "flow schedule needs 0 < t_min < t_max < 1"),
     ("train: steps 0", "train {d}/toy.yaml --out {d}/new --steps 0", "--steps must be a positive integer"),
@@ -187,10 +188,10 @@ def _write_files(d: Path) -> None:
     (d / "bad_lr.yaml").write_text("preset: digits\ntrain: {lr: -1}\n")
     (d / "bad_model.yaml").write_text("preset: 8gaussians\nmodel: {widthh: 3}\n")
     (d / "edm_sd.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {sigma_data: 0}\n")
-    (d / "edm_snr.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {weighting: min-snr}\n")
+    (d / "edm_eps.yaml").write_text("preset: 8gaussians-edm\ndiffusion: {parameterization: eps}\n")
     (d / "weighting.yaml").write_text("preset: digits\ndiffusion: {weighting: max-snr}\n")
     (d / "lognormal.yaml").write_text("preset: digits\ntrain: {timestep_sampler: lognormal}\n")
-    (d / "flow_snr.yaml").write_text("preset: 8gaussians-flow\ndiffusion: {weighting: min-snr}\n")
+    (d / "ot_ddpm.yaml").write_text("preset: 8gaussians\ndiffusion: {ot_pairing: true}\n")
     (d / "logit.yaml").write_text("preset: digits\ntrain: {timestep_sampler: logit-normal}\n")
     (d / "flow_bounds.yaml").write_text("preset: 8gaussians-flow\ndiffusion: {schedule_params: {t_max: 1.0}}\n")
     (d / "wide.yaml").write_text(TOY.replace("hidden: 16", "hidden: 24"))

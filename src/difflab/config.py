@@ -57,7 +57,7 @@ def _edm(base: dict, sigma_data: float) -> dict:
     """A preset trained as EDM (Karras et al. 2022, Table 1): σ in [0.002, 80] on a VE schedule, the preconditioned
     denoiser with ``sigma_data``, σ drawn log-normal (P_mean = −1.2, P_std = 1.2), sampled with Heun."""
     out = _with_schedule(base, "ve", sigma_min=0.002, sigma_max=80.0)
-    out["diffusion"] = {**out["diffusion"], "parameterization": "edm", "sigma_data": sigma_data}
+    out["diffusion"] = {**out["diffusion"], "formulation": "edm", "parameterization": "edm", "sigma_data": sigma_data}
     out["train"] = {**out["train"], "timestep_sampler": "lognormal"}
     out["sample"] = {**out["sample"], "sampler": "heun", "steps": 18}
     return out
@@ -67,7 +67,7 @@ def _flow(base: dict) -> dict:
     """A preset trained by flow matching: the straight path x_t = (1 − t) x_0 + t ε, a velocity network, t uniform,
     sampled by the Euler steps of the flow ODE (DDIM on this path) in 50 steps."""
     out = _with_schedule(base, "flow")
-    out["diffusion"] = {**out["diffusion"], "parameterization": "velocity"}
+    out["diffusion"] = {**out["diffusion"], "formulation": "flow", "parameterization": "velocity"}
     out["sample"] = {**out["sample"], "sampler": "ddim", "steps": 50}
     return out
 
@@ -129,8 +129,15 @@ PRESETS["mnist-sr"] = _merge(_mnist_like("mnist"), {
 
 
 def validate(config: dict) -> dict:
-    """Fill defaults and check every key; return the complete config."""
+    """Fill defaults and check every key; return the complete config. A config that names a formulation is laid over
+    that formulation's defaults (:mod:`difflab.formulations`); one that names none gets the one its keys imply."""
+    from . import formulations
+
+    if isinstance(config, dict) and isinstance(config.get("diffusion"), dict):
+        config = _merge(formulations.underneath(config), config)
     out = fill_sections(config, SECTIONS, {"model", "seed", "preset", "normalization", "latent"})
+    if out["diffusion"]["formulation"] is None:
+        out["diffusion"]["formulation"] = formulations.implied(out["diffusion"])
     if "model" not in config or not isinstance(config["model"], dict):
         raise DifflabError("the config needs a 'model' section with a 'type' (mlp or unet).")
     from .models import build_model, complete_config
@@ -172,9 +179,6 @@ def _check_objective(cfg: dict) -> None:
     if diff["weighting"] not in WEIGHTINGS:
         raise DifflabError(f"diffusion.weighting must be one of {', '.join(WEIGHTINGS)}, got {diff['weighting']!r}.")
     check_number(diff["min_snr_gamma"], "diffusion.min_snr_gamma", positive=True)
-    if diff["weighting"] != "none" and diff["parameterization"] in ("edm", "velocity"):
-        raise DifflabError(f"diffusion.weighting weights the ε, x_0 or v error; the {diff['parameterization']} "
-                           "parameterization has its own weighting, so leave diffusion.weighting at none.")
     if diff["weighting"] != "none" and diff["loss"] != "simple":
         raise DifflabError(f"diffusion.weighting = {diff['weighting']!r} weights L_simple; diffusion.loss = "
                            f"{diff['loss']!r} has its own weighting (the bound's), so leave diffusion.weighting at none.")
@@ -241,12 +245,17 @@ def _check_numbers(cfg: dict) -> None:
     from .samplers.discretizations import check_steps
 
     diff = cfg["diffusion"]
-    schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     from .denoiser import PARAMETERIZATIONS
 
     if diff["parameterization"] not in PARAMETERIZATIONS:
         raise DifflabError(f"diffusion.parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
                            f"got {diff['parameterization']!r}.")
+    if not isinstance(diff["ot_pairing"], bool):
+        raise DifflabError(f"diffusion.ot_pairing must be true or false, got {diff['ot_pairing']!r}.")
+    from . import formulations
+
+    formulations.check(diff, tr)
+    schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     check_number(diff["sigma_data"], "diffusion.sigma_data", positive=True)
     if tr["timestep_sampler"] in ("lognormal", "logit-normal") and schedule.discrete:
         raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a continuous schedule "
@@ -268,10 +277,14 @@ def with_defaults(config: dict) -> dict:
     a run saved before a key existed reads as having the key's default (the shipped models, older runs)."""
     from .models import complete_config
 
+    from .formulations import implied
+
     out = dict(config)
     for section, values in SECTIONS.items():
         if isinstance(config.get(section), dict):
             out[section] = {**copy.deepcopy(values), **config[section]}
+    if isinstance(config.get("diffusion"), dict) and out["diffusion"]["formulation"] is None:
+        out["diffusion"]["formulation"] = implied(out["diffusion"])
     if isinstance(config.get("model"), dict):
         out["model"] = complete_config(config["model"])
     return out
@@ -306,7 +319,8 @@ def load_file(path: str | Path) -> dict:
     return data
 
 
-def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str = "", hint: str = "") -> dict:
+def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str = "", hint: str = "",
+                 rebase=None) -> dict:
     """A preset name of ``presets``, a YAML/TOML/JSON config file that may start from one (``preset: NAME``) and
     override any key, or a dict -> the config ``validate`` completes and checks. ``kind`` names the kind of
     preset in errors ("classifier", "autoencoder"); ``hint`` is added to the error for an unknown name. A model
@@ -330,10 +344,14 @@ def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str
         base_type = (base.get("model") or {}).get("type")
         if isinstance(override.get("model"), dict) and override["model"].get("type", base_type) != base_type:
             base = {k: v for k, v in base.items() if k != "model"}
+        if rebase is not None:
+            base = rebase(base, override)
         data = _merge(base, override)
     return validate(data)
 
 
 def resolve(spec: str | dict) -> dict:
     """A preset name, a config file path, or a dict -> a complete, validated config."""
-    return resolve_spec(spec, PRESETS, validate)
+    from .formulations import rebase
+
+    return resolve_spec(spec, PRESETS, validate, rebase=rebase)

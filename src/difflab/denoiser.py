@@ -95,6 +95,11 @@ class Preconditioning:
         """What the prediction part of the output regresses onto for x_t = α_t x_0 + σ_t ε (DDPM Eq. 14 for ε)."""
         return process.target(self.schedule, self.parameterization, x0, t, eps)
 
+    def x0_error_scale(self, t: Tensor, like: Tensor) -> Tensor:
+        """‖output − target‖² per unit of the x_0 error it implies at the same x_t (float64, broadcast like
+        ``like``): what a loss weighting divides its x_0-space weight by (:func:`difflab.process.x0_error_scale`)."""
+        return process.x0_error_scale(self.schedule, self.parameterization, t, like)
+
 
 class EDMPreconditioning(Preconditioning):
     """EDM's preconditioning (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
@@ -143,6 +148,11 @@ class EDMPreconditioning(Preconditioning):
         x_tilde = x0.double() + sigma * eps.double()
         return ((x0.double() - c_skip * x_tilde) / c_out).to(x0.dtype)
 
+    def x0_error_scale(self, t: Tensor, like: Tensor) -> Tensor:
+        """1/c_out² = λ(σ): F's error is D's x_0 error divided by c_out."""
+        c_out = self.scalings(t, like)[3]
+        return 1 / c_out**2
+
 
 class VelocityPreconditioning(Preconditioning):
     """A velocity network, the parameterization of flow matching (Lipman et al. 2023, Eq. 22; Liu et al. 2023):
@@ -175,6 +185,12 @@ class VelocityPreconditioning(Preconditioning):
     def target(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         _, _, da, ds = self._coefficients(t, x0)
         return (da * x0.double() + ds * eps.double()).to(x0.dtype)
+
+    def x0_error_scale(self, t: Tensor, like: Tensor) -> Tensor:
+        """(α' − σ' α/σ)²: at fixed x_t, ε̂ − ε = −(α/σ)(x̂_0 − x_0), so û − u = (α' − σ' α/σ)(x̂_0 − x_0)
+        (1/t² on the straight path)."""
+        a, s, da, ds = self._coefficients(t, like)
+        return (da - ds * a / s) ** 2
 
 
 def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_variance: bool = False,

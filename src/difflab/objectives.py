@@ -44,6 +44,20 @@ def logit_normal_timesteps(schedule, batch: int, generator: torch.Generator | No
     return torch.sigmoid(n).clamp(schedule.t_min, schedule.t_max).to(device)
 
 
+def ot_pairing(x0: Tensor, eps: Tensor) -> Tensor:
+    """The noise ``eps`` reordered so that noise i goes with data i under the exact optimal-transport plan of the
+    minibatch for the squared Euclidean cost, a permutation for two uniform empirical measures (Tong et al. 2024,
+    "Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal Transport", Sec. 3.2 and
+    Algorithm 1; Pooladian et al. 2023). Solved by the Hungarian method (scipy's ``linear_sum_assignment``)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(x0.flatten(1).double().cpu(), eps.flatten(1).double().cpu()).pow(2)
+    rows, cols = linear_sum_assignment(cost.numpy())
+    order = torch.empty(len(rows), dtype=torch.long)
+    order[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return eps[order.to(eps.device)]
+
+
 def l_simple(denoiser, x0: Tensor, generator: torch.Generator | None = None, t: Tensor | None = None,
              eps: Tensor | None = None, y: Tensor | None = None, **conditioning) -> Tensor:
     """L_simple = E_{t, x_0, ε} ‖target − f_θ(x_t, t)‖², the per-example mean over dimensions
@@ -86,50 +100,79 @@ def register(name: str, learned_variance: bool = False):
     return wrap
 
 
-def x0_error_scale(schedule, parameterization: str, t: Tensor, like: Tensor) -> Tensor:
-    """The factor by which a parameterization's squared error exceeds the x_0 error it implies at the same x_t:
-    ‖ε̂ − ε‖² = SNR ‖x̂_0 − x_0‖² (x̂_0 = (x_t − σ ε̂)/α), ‖v̂ − v‖² = ((α² + σ²)²/σ²) ‖x̂_0 − x_0‖² (which is
-    (SNR + 1) for VP schedules; Salimans & Ho 2022, Sec. 4), 1 for x_0, and the ε factor for the σ-weighted
-    score. SNR = α_t²/σ_t². Shaped to broadcast against ``like``."""
-    a, s = process.alpha_sigma64(schedule, t, like)
-    if parameterization == "x0":
-        return torch.ones_like(a)
-    if parameterization == "v":
-        return (a**2 + s**2) ** 2 / s**2
-    return a**2 / s**2  # eps, and score (its loss is weighted by σ², so it is the ε error)
+def min_snr(snr: Tensor, gamma: float) -> Tensor:
+    """min(SNR, γ): the min-SNR-γ weight of the x_0 error (Hang et al. 2023, "Efficient Diffusion Training via
+    Min-SNR Weighting Strategy", Eq. 8)."""
+    return snr.clamp(max=gamma)
 
 
-def snr_weight(schedule, parameterization: str, t: Tensor, like: Tensor, weighting: str, gamma: float) -> Tensor:
-    """The per-example loss weight of ``weighting`` in the space of ``parameterization``: min-SNR-γ weights the x_0
-    error by min(SNR, γ) (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy",
-    Eq. 8); ``soft-min-snr`` by SNR γ/(SNR + γ), its smooth version (Crowson et al. 2024, "Scalable High-Resolution
-    Pixel-Space Image Synthesis with Hourglass Diffusion Transformers", Sec. 4.2). In ε-space that is
-    min(SNR, γ)/SNR, in v-space min(SNR, γ)/(SNR + 1): the x_0 weight divided by :func:`x0_error_scale`."""
+def soft_min_snr(snr: Tensor, gamma: float) -> Tensor:
+    """SNR γ/(SNR + γ): the smooth min-SNR weight of the x_0 error (Crowson et al. 2024, "Scalable High-Resolution
+    Pixel-Space Image Synthesis with Hourglass Diffusion Transformers", Sec. 4.2)."""
+    return snr * gamma / (snr + gamma)
+
+
+def edm_weight(snr: Tensor, sigma_data: float) -> Tensor:
+    """λ(σ) = (σ² + σ_d²)/(σ σ_d)² with σ² = 1/SNR, EDM's weight of the x_0 error (Karras et al. 2022, "Elucidating
+    the Design Space", Table 1 and Eq. 8; σ_d = ``sigma_data``)."""
+    sigma2 = 1 / snr
+    return (sigma2 + sigma_data**2) / (sigma2 * sigma_data**2)
+
+
+def likelihood_weight(schedule, t: Tensor, like: Tensor) -> Tensor:
+    """−dSNR/dt = −λ'(t) SNR(t), the x_0-error weight that makes the loss the continuous-time variational bound
+    (Kingma et al. 2021, "Variational Diffusion Models", Eq. 17: −½ λ'(t) ‖ε − ε̂‖² per unit time; Song et al. 2021,
+    "Maximum Likelihood Training of Score-Based Diffusion Models", Theorem 1, λ(t) = g(t)², the same weight).
+    λ' is a central difference of the schedule's log-SNR in float64 (in timesteps for a discrete schedule)."""
+    t = torch.as_tensor(t).double().cpu().flatten()
+    h = 1e-4 if not getattr(schedule, "discrete", False) else 0.5
+    lo, hi = (t - h).clamp(min=schedule.t_min / 2), (t + h).clamp(max=schedule.t_max)
+    slope = (schedule.lambda_(hi) - schedule.lambda_(lo)) / (hi - lo)
+    snr = torch.exp(schedule.lambda_(t))
+    return (-slope * snr).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+#: the loss weightings (``diffusion.weighting``); ``none`` leaves the parameterization's own squared error
+#: unweighted (L_simple for ε; EDM's λ(σ) for the edm parameterization, whose output is scaled by 1/c_out)
+WEIGHTINGS = ("none", "min-snr", "soft-min-snr", "edm", "likelihood")
+
+
+def x0_weight(schedule, t: Tensor, like: Tensor, weighting: str, gamma: float = 5.0, sigma_data: float = 0.5) -> Tensor:
+    """The weight of ``weighting`` on the x_0 error ‖x̂_0 − x_0‖² per example, float64, shaped (B, 1, ...) like
+    ``like``. SNR = α_t²/σ_t²."""
     a, s = process.alpha_sigma64(schedule, t, like)
     snr = a**2 / s**2
     if weighting == "min-snr":
-        w_x0 = snr.clamp(max=gamma)
-    elif weighting == "soft-min-snr":
-        w_x0 = snr * gamma / (snr + gamma)
-    else:
-        raise DifflabError(f"⟨diffusion.weighting⟩ must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}.")
-    return (w_x0 / x0_error_scale(schedule, parameterization, t, like)).flatten()
+        return min_snr(snr, gamma)
+    if weighting == "soft-min-snr":
+        return soft_min_snr(snr, gamma)
+    if weighting == "edm":
+        return edm_weight(snr, sigma_data)
+    if weighting == "likelihood":
+        return likelihood_weight(schedule, t, a)
+    raise DifflabError(f"⟨diffusion.weighting⟩ must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}.")
 
 
-#: the loss weightings of :func:`snr_weight` (``none``: L_simple's uniform weight)
-WEIGHTINGS = ("none", "min-snr", "soft-min-snr")
+def loss_weight(preconditioning, t: Tensor, like: Tensor, weighting: str, gamma: float = 5.0,
+                sigma_data: float = 0.5) -> Tensor:
+    """The per-example weight (B,) of the squared error in the space of the network's output, so that the weighted
+    loss is :func:`x0_weight` times the x_0 error it implies: the x_0 weight divided by the preconditioning's
+    :meth:`~difflab.denoiser.Preconditioning.x0_error_scale`. For ε that is min(SNR, γ)/SNR under min-SNR, for
+    v min(SNR, γ)/(SNR + 1) (Hang et al. 2023, Sec. 3.4; the v form diffusers once got wrong, #5654)."""
+    w = x0_weight(preconditioning.schedule, t, like, weighting, gamma, sigma_data)
+    return (w / preconditioning.x0_error_scale(t, like)).flatten()
 
 
 @register("simple")
 def simple(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
            **conditioning) -> Tensor:
     """L_simple per example (:func:`l_simple`), weighted per example by ``settings["weighting"]`` when it is not
-    ``none`` (:func:`snr_weight`, γ = ``settings["min_snr_gamma"]``)."""
+    ``none`` (:func:`loss_weight`; γ = ``settings["min_snr_gamma"]``, σ_d = ``settings["sigma_data"]``)."""
     losses = l_simple(denoiser, x0, t=t, eps=eps, y=y, **conditioning)
     weighting = settings.get("weighting", "none")
     if weighting == "none":
         return losses
-    w = snr_weight(denoiser.schedule, denoiser.parameterization, t, x0, weighting, settings["min_snr_gamma"])
+    w = loss_weight(denoiser.preconditioning, t, x0, weighting, settings["min_snr_gamma"], settings["sigma_data"])
     return losses * w.to(losses.dtype)
 
 

@@ -123,6 +123,19 @@ def score_to_eps(schedule: Schedule, x_t: Tensor, t: Tensor, score: Tensor) -> T
     return -sigma(schedule, t, x_t) * score
 
 
+def x0_error_scale(schedule, parameterization: str, t, like: Tensor) -> Tensor:
+    """The factor by which a parameterization's squared error exceeds the x_0 error it implies at the same x_t,
+    float64, shaped (B, 1, ...) like ``like``: ‖ε̂ − ε‖² = SNR ‖x̂_0 − x_0‖² (from x̂_0 = (x_t − σ ε̂)/α),
+    ‖v̂ − v‖² = ((α² + σ²)²/σ²) ‖x̂_0 − x_0‖² (SNR + 1 for VP schedules; Salimans & Ho 2022, Sec. 4), 1 for x_0,
+    and SNR for the σ-weighted score (its loss is the ε error). SNR = α_t²/σ_t²."""
+    a, s = alpha_sigma64(schedule, t, like)
+    if parameterization == "x0":
+        return torch.ones_like(a)
+    if parameterization == "v":
+        return (a**2 + s**2) ** 2 / s**2
+    return a**2 / s**2
+
+
 def target(schedule: Schedule, parameterization: str, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """The regression target of L_simple for a parameterization: ε, x_0, v, or the score of
     q(x_t | x_0), −ε/σ_t (denoising score matching; Vincent 2011, Song & Ermon 2019, Eq. 2)."""

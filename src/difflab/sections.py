@@ -83,6 +83,7 @@ class DataSection(DatasetSection):
 
 @dataclass
 class DiffusionSection:
+    formulation: str | None = None  # ddpm, edm or flow (difflab.formulations); None: implied by the keys below
     schedule: str = "linear"
     T: int = 1000
     parameterization: str = "eps"
@@ -93,6 +94,7 @@ class DiffusionSection:
     weighting: str = "none"
     min_snr_gamma: float = 5.0
     sigma_data: float = 0.5
+    ot_pairing: bool = False
 
 
 @dataclass(kw_only=True)

@@ -11,7 +11,18 @@ HELP = "train a model from a preset or a YAML/TOML config"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    training_arguments(p, "preset (8gaussians, swissroll, moons, checkerboard, digits, mnist, fashion-mnist) or a .yaml/.toml file")
+    from ..config import PRESETS
+    from ..formulations import describe
+    from ..objectives import WEIGHTINGS
+
+    training_arguments(p, f"a preset ({', '.join(PRESETS)}) or a .yaml/.toml file")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = ("formulations (config key diffusion.formulation; a preset or config may name one and override any key):\n"
+                f"{describe()}\n"
+                f"loss weightings (diffusion.weighting): {', '.join(WEIGHTINGS)} — min-SNR-γ (Hang et al. 2023) and its soft\n"
+                "  form (Crowson et al. 2024), EDM's λ(σ) (Karras et al. 2022), the likelihood weight (Kingma et al. 2021;\n"
+                "  Song et al. 2021), each stated for the network's own parameterization.\n"
+                "example: a file with 'preset: mnist' and 'diffusion: {formulation: flow}' trains MNIST by flow matching.")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None, help="fp32, or bf16 autocast (default: the run's, fp32)")
     p.add_argument("--grad-accum", type=integer, default=None, metavar="K",
                        help="split each batch into K micro-batches whose gradients add up to one step")

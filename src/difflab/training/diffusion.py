@@ -101,6 +101,8 @@ class DiffusionTrainable(Trainable):
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)
         eps = randn(x0.shape, generator, self.device, x0.dtype)
+        if self.config["diffusion"]["ot_pairing"]:  # minibatch OT couples noise and data (Tong et al. 2024)
+            eps = objectives.ot_pairing(x0, eps)
         y = None if self.labels is None else drop_labels(self.labels[idx], self.config["train"]["label_dropout"],
                                                          self.null, generator)
         factor = self.config["data"].get("low_res_factor")
