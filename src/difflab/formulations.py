@@ -116,6 +116,10 @@ def check(diffusion: dict, train: dict) -> None:
     if form.name == "ddpm" and diffusion["schedule"] == "flow":
         raise DifflabError("⟨diffusion.schedule⟩ 'flow' is the straight path of flow matching; set "
                            "diffusion.formulation: flow.")
+    if (diffusion.get("schedule_params") or {}).get("zero_terminal_snr") and p not in ("v", "x0"):
+        raise DifflabError(f"⟨diffusion.schedule_params.zero_terminal_snr⟩ makes x_T pure noise, where an ε network "
+                           f"says nothing about x_0; set diffusion.parameterization to v (or x0), got {p!r} "
+                           "(Lin et al. 2024, Sec. 3.2).")
     if diffusion.get("ot_pairing") and form.name != "flow":
         raise DifflabError(f"⟨diffusion.ot_pairing⟩ pairs noise with data for flow matching (Tong et al. 2024); "
                            f"it needs diffusion.formulation: flow, got {form.name!r}.")

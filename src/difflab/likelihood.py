@@ -11,7 +11,9 @@ result is log p_{t_min}(x_0): the density of x_0 under the data convolved with N
 scaled by α_{t_min} — σ ≈ 0.01 for VP (t_min = 1e-3) and the discrete schedules (t = 1), 0.01 for VE —
 a truncation that changes log p by about ½ D σ²/s² for features of scale s (Song et al. 2021, Appx. D.2,
 use the same small ε). The prior p_T is N(0, σ_T² I) with σ_T = σ(t_max) (≈ 1 for VP, σ_max for VE),
-which neglects the tiny α_T x_0 left in x_T.
+which neglects the tiny α_T x_0 left in x_T. On a schedule with zero terminal SNR (ᾱ_T = 0, Lin et al. 2024) the
+drift d log α/dt is infinite at T, so the ODE stops at T − 1, where α is tiny (6e-5 for the rescaled linear
+schedule) and the same prior applies.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def log_likelihood(denoiser, x0: Tensor, rtol: float = 1e-5, atol: float = 1e-5,
         raise DifflabError("log_likelihood needs a batch x0 of shape (B, ...) with B >= 1.")
     schedule = denoiser.schedule
     t0, t1 = float(schedule.t_min), float(schedule.t_max)
+    if getattr(schedule, "zero_terminal_snr", False):  # d log α/dt = −∞ at T (module docstring)
+        t1 -= 1
     x0 = x0.detach()
     probes = None
     if trace == "hutchinson":

@@ -123,13 +123,17 @@ def likelihood_weight(schedule, t: Tensor, like: Tensor) -> Tensor:
     """−dSNR/dt = −λ'(t) SNR(t), the x_0-error weight that makes the loss the continuous-time variational bound
     (Kingma et al. 2021, "Variational Diffusion Models", Eq. 17: −½ λ'(t) ‖ε − ε̂‖² per unit time; Song et al. 2021,
     "Maximum Likelihood Training of Score-Based Diffusion Models", Theorem 1, λ(t) = g(t)², the same weight).
-    λ' is a central difference of the schedule's log-SNR in float64 (in timesteps for a discrete schedule)."""
+    dSNR/dt is a central difference in float64 (in timesteps for a discrete schedule), finite where SNR = 0."""
     t = torch.as_tensor(t).double().cpu().flatten()
     h = 1e-4 if not getattr(schedule, "discrete", False) else 0.5
     lo, hi = (t - h).clamp(min=schedule.t_min / 2), (t + h).clamp(max=schedule.t_max)
-    slope = (schedule.lambda_(hi) - schedule.lambda_(lo)) / (hi - lo)
-    snr = torch.exp(schedule.lambda_(t))
-    return (-slope * snr).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
+    slope = (_snr(schedule, hi) - _snr(schedule, lo)) / (hi - lo)
+    return (-slope).to(like.device).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _snr(schedule, t: Tensor) -> Tensor:
+    """SNR = α_t²/σ_t² in float64 (0 where ᾱ_T = 0)."""
+    return (schedule.alpha(t) / schedule.sigma(t)) ** 2
 
 
 #: the loss weightings (``diffusion.weighting``); ``none`` leaves the parameterization's own squared error

@@ -61,6 +61,18 @@ def sigmoid_alpha_bar(u: Tensor, start: float = -3.0, end: float = 3.0, tau: flo
     return (v_end - torch.sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
 
 
+def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
+    """The betas whose √ᾱ_t is the given schedule's shifted to end at 0 and scaled to start where it started, so
+    ᾱ_T = 0, the terminal SNR is exactly zero and the last step sees pure noise (Lin et al. 2024, "Common Diffusion
+    Noise Schedules and Sample Steps Are Flawed", Sec. 3.1 and Algorithm 1). β_T becomes 1."""
+    root = torch.cumprod(1.0 - betas.to(torch.float64), 0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * first / (first - last)
+    alpha_bar = root**2
+    alphas = torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alphas
+
+
 def _cosine_betas(T: int, s: float = 0.008) -> Tensor:
     return betas_from_alpha_bar(lambda u: cosine_alpha_bar(u, s), T)
 
@@ -95,12 +107,17 @@ class Schedule:
       posterior_mean_coef_x0 = √ᾱ_{t−1} β_t / (1 − ᾱ_t), posterior_mean_coef_xt = √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)
       (DDPM Eq. 7), alpha_t = √ᾱ_t and sigma_t = √(1 − ᾱ_t) (so x_t = alpha_t x_0 + sigma_t ε), and the
       log-SNR λ_t = log(alpha_t² / sigma_t²) (Kingma et al. 2021), +inf at t = 0.
+
+    A last β_T = 1 gives ᾱ_T = 0, zero terminal SNR (:func:`rescale_zero_terminal_snr`): λ_T = −inf, and only a
+    network that predicts v or x_0 can be read at t = T (ε̂ says nothing about x_0 there).
     """
 
     def __init__(self, betas: Tensor, name: str = "custom", params: dict | None = None):
         betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
-        if betas.numel() == 0 or not torch.all((betas > 0) & (betas < 1)):
-            raise DifflabError("schedule betas must be a non-empty sequence of numbers in (0, 1).")
+        inside = (betas > 0) & (betas < 1)
+        if betas.numel() == 0 or not torch.all(inside[:-1]) or not 0 < float(betas[-1]) <= 1:
+            raise DifflabError("schedule betas must be a non-empty sequence of numbers in (0, 1) (the last may be 1: "
+                               "zero terminal SNR).")
         self.name = name
         self.params = dict(params or {})
         self.T = int(betas.numel())
@@ -118,6 +135,7 @@ class Schedule:
         self.alpha_t = self.alpha_bar.sqrt()
         self.sigma_t = one_minus.sqrt()
         self.log_snr = torch.log(self.alpha_bar) - torch.log(one_minus)
+        self.zero_terminal_snr = bool(self.alpha_bar[-1] == 0)
 
     discrete = True
 
@@ -188,9 +206,16 @@ class Schedule:
 
 def get(name: str = "linear", T: int = 1000, **params):
     """Build a named schedule: discrete ``linear``, ``cosine``, ``sigmoid`` or ``quadratic`` with T
-    steps, or a continuous-time SDE ``vp``, ``subvp`` or ``ve`` (t in [0, 1]; T is ignored)."""
+    steps, or a continuous-time SDE ``vp``, ``subvp`` or ``ve`` (t in [0, 1]; T is ignored). A discrete schedule
+    with ``zero_terminal_snr=True`` is rescaled so ᾱ_T = 0 (:func:`rescale_zero_terminal_snr`)."""
     from . import sde
 
+    zero_terminal = params.pop("zero_terminal_snr", False)
+    if not isinstance(zero_terminal, bool):
+        raise DifflabError(f"⟨diffusion.schedule_params.zero_terminal_snr⟩ must be true or false, got {zero_terminal!r}.")
+    if zero_terminal and name in sde.SDES:
+        raise DifflabError(f"⟨diffusion.schedule_params.zero_terminal_snr⟩ rescales a discrete schedule (linear, cosine, "
+                           f"sigmoid, quadratic), not {name!r}.")
     if name in sde.SDES:
         try:
             return sde.SDES[name](**params)
@@ -207,6 +232,11 @@ def get(name: str = "linear", T: int = 1000, **params):
     if not torch.all((betas > 0) & (betas < 1)):
         raise DifflabError(f"schedule {name!r} with T = {T} gives betas outside (0, 1) (largest {betas.max().item():.3g}); "
                            "use a larger T or other parameters.")
+    if zero_terminal:
+        if T < 2:
+            raise DifflabError("⟨diffusion.schedule_params.zero_terminal_snr⟩ needs T >= 2.")
+        betas = rescale_zero_terminal_snr(betas)
+        params = {**params, "zero_terminal_snr": True}
     return Schedule(betas, name=name, params=params)
 
 

@@ -29,14 +29,17 @@ _loaded = False
 
 
 def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1,
-             mean_shift: bool = False, steppable: bool = False, eps_is_noise: bool = False):
+             mean_shift: bool = False, steppable: bool = False, eps_is_noise: bool = False,
+             from_zero_snr: bool = False):
     """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
     its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
     steps it accepts; and what the editing tasks may rely on: ``mean_shift``, whether its steps add a
     denoiser's ``mean_shift`` (classifier guidance in the form of Dhariwal & Nichol 2021, Algorithm 1) to their
     mean; ``steppable``, whether each step t → s evaluates the denoiser once, at t and the current x_t, so a run
     may stop at any visited time (RePaint's descents); ``eps_is_noise``, whether its step takes ε̂ as the noise
-    of x_s alone rather than as a function of x_t (so a measurement may hand it fresh noise)."""
+    of x_s alone rather than as a function of x_t (so a measurement may hand it fresh noise); ``from_zero_snr``,
+    whether its first step is finite from pure noise, α_T = 0 (zero terminal SNR; the others start with one DDIM
+    step, :func:`sample`)."""
     def wrap(fn):
         _REGISTRY[name] = fn
         import sys
@@ -44,6 +47,7 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
         module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
                        "mean_shift": mean_shift, "steppable": steppable, "eps_is_noise": eps_is_noise,
+                       "from_zero_snr": from_zero_snr,
                        "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
@@ -107,7 +111,8 @@ def check_denoiser(name: str, denoiser) -> None:
 
 
 def with_capability(capability: str) -> list[str]:
-    """The samplers registered with ``capability`` (``mean_shift``, ``steppable`` or ``eps_is_noise``) set."""
+    """The samplers registered with ``capability`` (``mean_shift``, ``steppable``, ``eps_is_noise`` or
+    ``from_zero_snr``) set."""
     return [n for n in names() if _INFO[n][capability]]
 
 
@@ -153,6 +158,10 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
     ``discretization`` names the times visited (see :mod:`difflab.samplers.discretizations`); by
     default ``trailing`` for discrete schedules and ``logsnr`` for continuous ones, where steps uniform
     in t leave one huge log-SNR jump at the end that the high-order solvers do not survive.
+
+    On a schedule with zero terminal SNR (ᾱ_T = 0; Lin et al. 2024) a sampler whose steps divide by α_t or step in
+    λ_t = −∞ starts with one DDIM step from t = T, where x̂_0 is the network's and ε̂ = x_T (Lin et al. 2024,
+    Sec. 3.3), and runs its own steps from the next visited time: ``steps`` network evaluations in all.
     """
     fn = get(sampler)
     check_denoiser(sampler, denoiser)
@@ -172,7 +181,36 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
     elif tuple(x_T.shape) != shape:
         raise DifflabError(f"x_T has shape {tuple(x_T.shape)} but samples of shape {shape} were asked for.")
     with torch.no_grad():
+        if getattr(schedule, "zero_terminal_snr", False) and not _INFO[sampler]["from_zero_snr"] \
+                and float(timesteps[0]) == schedule.T:
+            x_T, timesteps, callback = _step_from_zero_snr(sampler, denoiser, x_T, timesteps, callback)
+            if timesteps is None:
+                return x_T
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
+
+
+def _step_from_zero_snr(sampler: str, denoiser, x_T: torch.Tensor, timesteps, callback):
+    """One DDIM step from t = T with ᾱ_T = 0 to the next visited time (to the data if there is none): (x there,
+    the remaining times or None, the callback with its step index moved on by one)."""
+    from ._kernels import ddim_step
+
+    schedule = denoiser.schedule
+    rest = timesteps[1:]
+    if 0 < len(rest) < _INFO[sampler]["min_steps"]:
+        raise DifflabError(f"with zero terminal SNR the first step is DDIM's, so sampler {sampler!r} needs at least "
+                           f"{_INFO[sampler]['min_steps'] + 1} ⟨steps⟩, got {len(timesteps)}.")
+    t = timesteps[0]
+    t = t.item() if hasattr(t, "item") else t
+    pred = denoiser(x_T, t)
+    if callback is not None:
+        callback(0, t, x_T, pred)
+    s = rest[0].item() if len(rest) else 0
+    s64 = torch.as_tensor(s, dtype=torch.float64 if isinstance(s, float) else torch.long)
+    x = ddim_step(pred.x0, pred.eps, float(schedule.alpha(s64)), float(schedule.sigma(s64)))
+    if not len(rest):
+        return pred.x0, None, callback
+    moved = None if callback is None else (lambda i, *args: callback(i + 1, *args))
+    return x, rest, moved
 
 
 __all__ = ["register", "with_capability", "check_batch_fits", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]

@@ -17,7 +17,7 @@ def ddim_sigma(a_t: float, s_t: float, a_s: float, s_s: float, eta: float) -> fl
     return eta * (s_s / s_t) * transition_variance(a_t, s_t, a_s, s_s) ** 0.5
 
 
-@register("ddim", order=1, stochastic=False, nfe_per_step=1, steppable=True, eps_is_noise=True)
+@register("ddim", order=1, stochastic=False, nfe_per_step=1, steppable=True, eps_is_noise=True, from_zero_snr=True)
 def ddim(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
          progress: bool = False, eta: float = 0.0) -> torch.Tensor:
     """x_s = α_s x̂_0 + √(σ_s² − c²) ε̂ + c z with c = σ_t(η) on the visited pairs t → s (DDIM Eq. 12,

@@ -14,7 +14,7 @@ VARIANCES = ("beta_tilde", "beta", "learned")
 
 
 @register("ddpm", order=1, stochastic=True, nfe_per_step=1, mean_shift=True, steppable=True,
-          eps_is_noise=True)
+          eps_is_noise=True, from_zero_snr=True)
 def ddpm(denoiser, x_T: torch.Tensor, timesteps: torch.Tensor, generator=None, callback=None,
          progress: bool = False, variance: str | None = None) -> torch.Tensor:
     """x_{s} = μ̃(x_t, x̂_0) + σ z, z ~ N(0, I), on the visited pairs t → s (Algorithm 2).

@@ -74,7 +74,7 @@ def langevin_corrector_step(x: Tensor, score: Tensor, z: Tensor, snr: float, a: 
     return x + eps * score + (2.0 * eps).sqrt() * z
 
 
-@register("pc", order=1, stochastic=True, nfe_per_step=2)
+@register("pc", order=1, stochastic=True, nfe_per_step=2, from_zero_snr=True)
 def pc(denoiser, x_T: Tensor, timesteps, generator=None, callback=None, progress: bool = False,
        predictor: str = "reverse_diffusion", snr: float = 0.16, corrector_steps: int = 1) -> Tensor:
     """Predictor-corrector sampling of the reverse SDE (Song et al. 2021, Algorithm 1; Algorithms 2–5).
