@@ -18,6 +18,7 @@ from . import (
     inpaint,
     interpolate,
     likelihood,
+    reflow,
     reproduce,
     sample,
     samplers,
@@ -31,7 +32,7 @@ from . import (
 )
 
 #: every command, in the order ``difflab --help`` lists them
-COMMANDS = [train, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, likelihood,
+COMMANDS = [train, reflow, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, likelihood,
             schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
 
 

@@ -100,15 +100,25 @@ class DiffusionTrainable(Trainable):
             t, weights = draw(self.schedule, batch_size, generator, self.device), None
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)
-        eps = randn(x0.shape, generator, self.device, x0.dtype)
-        if self.config["diffusion"]["ot_pairing"]:  # minibatch OT couples noise and data (Tong et al. 2024)
-            eps = objectives.ot_pairing(x0, eps)
-        y = None if self.labels is None else drop_labels(self.labels[idx], self.config["train"]["label_dropout"],
-                                                         self.null, generator)
+        eps = self.noise(idx, x0, generator)
+        y = self.conditions(idx, generator)
         factor = self.config["data"].get("low_res_factor")
         cond = condition(x0, factor) if factor else None  # SR3's conditioning image (data.low_res_factor)
         per_t = torch.zeros(batch_size, dtype=torch.float64) if self.gather else None  # unweighted, for the sampler
         return {"x0": x0, "t": t, "eps": eps, "y": y, "cond": cond, "weights": weights, "per_t": per_t}
+
+    def noise(self, idx: torch.Tensor, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The ε of each example, fresh from ``generator`` (paired with the data by minibatch OT when
+        ``diffusion.ot_pairing`` is on; Tong et al. 2024)."""
+        eps = randn(x0.shape, generator, self.device, x0.dtype)
+        return objectives.ot_pairing(x0, eps) if self.config["diffusion"]["ot_pairing"] else eps
+
+    def conditions(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
+        """The labels (or prompts) of the examples, each replaced by the null one with probability
+        ``train.label_dropout``; None for an unconditional model."""
+        if self.labels is None:
+            return None
+        return drop_labels(self.labels[idx], self.config["train"]["label_dropout"], self.null, generator)
 
     def loss(self, net, batch: dict, part: slice) -> tuple[torch.Tensor, dict]:
         denoiser = build_denoiser(net, self.run_config)
