@@ -47,6 +47,11 @@ def test_a_preset_rebased_on_another_formulation():
     assert resolve({"preset": "digits-edm", "diffusion": {"formulation": "edm"}}) == resolve("digits-edm")
 
 
+def test_vdm_needs_images():
+    with pytest.raises(DifflabError, match="bounds the likelihood of 8-bit images and needs an image model"):
+        resolve({"preset": "8gaussians", "diffusion": {"formulation": "vdm"}})
+
+
 def test_a_config_without_a_preset_is_laid_over_its_formulation():
     base = {"data": {"name": "8gaussians"}, "model": {"type": "mlp", "dim": 2}}
     cfg = resolve({**base, "diffusion": {"formulation": "edm"}})
@@ -60,10 +65,14 @@ def test_a_config_without_a_preset_is_laid_over_its_formulation():
     ({"formulation": "ddpm", "parameterization": "edm"}, "for 'edm' set diffusion.formulation: edm"),
     ({"formulation": "edm", "schedule": "linear"}, "'edm' needs diffusion.schedule vp or subvp or ve or flow, got 'linear'"),
     ({"formulation": "ddpm", "schedule": "flow"}, "set diffusion.formulation: flow"),
-    ({"formulation": "gan"}, "diffusion.formulation must be one of ddpm, edm, flow, got 'gan'"),
+    ({"formulation": "gan"}, "diffusion.formulation must be one of ddpm, edm, vdm, flow, got 'gan'"),
     ({"ot_pairing": True}, "diffusion.ot_pairing pairs noise with data for flow matching"),
     ({"formulation": "flow", "ot_pairing": "yes"}, "diffusion.ot_pairing must be true or false"),
     ({"formulation": "edm", "sigma_data": 0}, "diffusion.sigma_data must be a positive number"),
+    ({"formulation": "vdm", "parameterization": "v"}, "'vdm' trains a network predicting eps, not diffusion.parameterization 'v'"),
+    ({"loss": "vdm"}, "'vdm' needs diffusion.schedule learned, got 'cosine'"),
+    ({"schedule": "learned"}, "diffusion.loss 'vdm' .* go together"),
+    ({"formulation": "vdm", "loss": "simple"}, "go together"),
 ])
 def test_what_does_not_fit_together_is_one_sentence(diffusion, match):
     with pytest.raises(DifflabError, match=match):

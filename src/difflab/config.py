@@ -72,6 +72,14 @@ def _flow(base: dict) -> dict:
     return out
 
 
+def _vdm(base: dict) -> dict:
+    """A preset trained as a variational diffusion model (Kingma et al. 2021): the formulation's defaults
+    (:data:`difflab.formulations.FORMULATIONS`) on the preset's data and network."""
+    from .formulations import rebase
+
+    return rebase(base, {"diffusion": {"formulation": "vdm"}})
+
+
 PRESETS: dict[str, dict] = {
     **{name: _toy(name) for name in ("8gaussians", "swissroll", "moons", "checkerboard")},
     "digits": {
@@ -106,6 +114,8 @@ PRESETS["digits-edm"] = _edm(PRESETS["digits"], sigma_data=0.5)  # images in [âˆ
 PRESETS["mnist-edm"] = _edm(_mnist_like("mnist"), sigma_data=0.5)
 PRESETS["digits-flow"] = _flow(PRESETS["digits"])
 PRESETS["mnist-flow"] = _flow(_mnist_like("mnist"))
+PRESETS["digits-vdm"] = _vdm(PRESETS["digits"])
+PRESETS["mnist-vdm"] = _vdm(_mnist_like("mnist"))
 
 
 def _merge(base: dict, override: dict, where: str = "") -> dict:
@@ -158,7 +168,7 @@ def validate(config: dict) -> dict:
     return out
 
 
-TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal", "logit-normal")
+TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal", "logit-normal", "antithetic")
 
 
 def _check_objective(cfg: dict) -> None:
@@ -191,6 +201,9 @@ def _check_objective(cfg: dict) -> None:
         raise DifflabError(f"diffusion.learned_variance needs diffusion.loss {' or '.join(sorted(LEARNED_VARIANCE))}: "
                            f"{diff['loss']!r} gives the variance "
                            "no gradient, so it would stay untrained.")
+    if diff["loss"] == "vdm" and model["type"] not in ("unet", "text-unet"):
+        raise DifflabError(f"diffusion.loss = 'vdm' bounds the likelihood of 8-bit images and needs an image model (unet), "
+                           f"got model type {model['type']!r}.")
     if learned and model["type"] != "unet":
         raise DifflabError(f"diffusion.learned_variance needs an image model (unet), got model type {model['type']!r}: "
                            "the variational bound's decoder is defined on 8-bit images.")
@@ -257,7 +270,7 @@ def _check_numbers(cfg: dict) -> None:
     formulations.check(diff, tr)
     schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     check_number(diff["sigma_data"], "diffusion.sigma_data", positive=True)
-    if tr["timestep_sampler"] in ("lognormal", "logit-normal") and schedule.discrete:
+    if tr["timestep_sampler"] in ("lognormal", "logit-normal", "antithetic") and schedule.discrete:
         raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a continuous schedule "
                            f"(vp, subvp, ve, flow), got {diff['schedule']!r}.")
     if not schedule.discrete:
@@ -265,7 +278,7 @@ def _check_numbers(cfg: dict) -> None:
 
         if diff["loss"] in LEARNED_VARIANCE:
             raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
-        if tr["timestep_sampler"] not in ("uniform", "lognormal", "logit-normal"):
+        if tr["timestep_sampler"] not in ("uniform", "lognormal", "logit-normal", "antithetic"):
             raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])

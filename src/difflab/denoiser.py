@@ -274,6 +274,20 @@ class ModelDenoiser:
         return self.clip(x_t, t, self.predict(x_t, t, self.labels))
 
 
+def build_network(config: dict) -> torch.nn.Module:
+    """The freshly initialised network a run's config describes: its model, and, for a learned schedule
+    (``diffusion.schedule: learned``, Kingma et al. 2021), the model with its monotone γ(t) beside it
+    (:class:`~difflab.models.vdm.LearnedScheduleNetwork`), so the schedule trains and saves with the weights."""
+    from .models import build_model
+
+    network = build_model(config["model"])
+    diff = config["diffusion"]
+    if diff["schedule"] == "learned":
+        from .models.vdm import LearnedScheduleNetwork, MonotoneGamma
+        network = LearnedScheduleNetwork(network, MonotoneGamma(**diff["schedule_params"]))
+    return network
+
+
 def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
     """The :class:`ModelDenoiser` a run's config describes: its schedule, parameterization and variance, and
     x̂_0 clipped to [−1, 1] for images (to the largest latent magnitude measured on the data for latent runs)
@@ -281,7 +295,11 @@ def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
     from . import schedules
 
     diff = config["diffusion"]
-    schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
+    if diff["schedule"] == "learned" and model is not None:  # the schedule the network carries (VDM)
+        from .sde import LearnedSchedule
+        schedule = LearnedSchedule.of(model, diff["schedule_params"])
+    else:
+        schedule = schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"])
     clip = (-1.0, 1.0) if config["normalization"]["kind"] == "image" and config["sample"]["clip"] else None
     if "latent" in config:  # latents are clipped to the largest magnitude measured on the data (difflab.latent)
         c = config["latent"].get("clip")

@@ -4,6 +4,8 @@ trained, with the defaults each brings and the options it can use.
 - ``ddpm``: a discrete or SDE schedule, a network predicting ε, x_0, v or the score, t uniform (Ho et al. 2020;
   Song et al. 2021; Salimans & Ho 2022 for v).
 - ``edm``: EDM's preconditioned denoiser, σ log-normal, Heun sampling (Karras et al. 2022, Table 1).
+- ``vdm``: variational diffusion models: the continuous-time bound with a learned monotone log-SNR γ(t), antithetic
+  times, an ε network, on 8-bit images (Kingma et al. 2021).
 - ``flow``: flow matching / rectified flow on the straight path x_t = (1 − t) x_0 + t ε with a velocity network
   (Lipman et al. 2023; Liu et al. 2023), t uniform or logit-normal (Esser et al. 2024), optionally with noise
   paired to data by minibatch optimal transport (Tong et al. 2024).
@@ -45,6 +47,10 @@ FORMULATIONS: dict[str, Formulation] = {f.name: f for f in (
                 {"diffusion": {"schedule": "ve", "schedule_params": {"sigma_min": 0.002, "sigma_max": 80.0},
                                "parameterization": "edm"},
                  "train": {"timestep_sampler": "lognormal"}, "sample": {"sampler": "heun", "steps": 18}}),
+    Formulation("vdm", "Kingma et al. 2021, Variational Diffusion Models",
+                ("eps",), ("learned",),
+                {"diffusion": {"schedule": "learned", "schedule_params": {}, "parameterization": "eps", "loss": "vdm"},
+                 "train": {"timestep_sampler": "antithetic"}, "sample": {"sampler": "ddpm", "steps": 100}}),
     Formulation("flow", "Lipman et al. 2023; Liu et al. 2023; Esser et al. 2024 (logit-normal t); Tong et al. 2024 (OT)",
                 ("velocity", "eps", "x0"), ("flow",),
                 {"diffusion": {"schedule": "flow", "schedule_params": {}, "parameterization": "velocity"},
@@ -57,6 +63,8 @@ def implied(diffusion: dict) -> str:
     the straight path, ddpm otherwise (configs written before the key existed)."""
     if diffusion.get("parameterization") == "edm":
         return "edm"
+    if diffusion.get("schedule") == "learned" or diffusion.get("loss") == "vdm":
+        return "vdm"
     if diffusion.get("schedule") == "flow" or diffusion.get("parameterization") == "velocity":
         return "flow"
     return "ddpm"
@@ -113,6 +121,9 @@ def check(diffusion: dict, train: dict) -> None:
     if form.schedules is not None and diffusion["schedule"] not in form.schedules:
         raise DifflabError(f"diffusion.formulation = {form.name!r} needs ⟨diffusion.schedule⟩ "
                            f"{' or '.join(form.schedules)}, got {diffusion['schedule']!r}.")
+    if (form.name == "vdm") != (diffusion.get("loss") == "vdm") or (form.name == "vdm") != (diffusion["schedule"] == "learned"):
+        raise DifflabError("the learned schedule, ⟨diffusion.loss⟩ 'vdm' (the continuous-time bound that trains it) and "
+                           "diffusion.formulation: vdm go together (Kingma et al. 2021); set all three or none.")
     if form.name == "ddpm" and diffusion["schedule"] == "flow":
         raise DifflabError("⟨diffusion.schedule⟩ 'flow' is the straight path of flow matching; set "
                            "diffusion.formulation: flow.")

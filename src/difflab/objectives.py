@@ -35,6 +35,15 @@ def lognormal_timesteps(schedule, batch: int, generator: torch.Generator | None 
     return t.clamp(schedule.t_min, schedule.t_max).to(device)
 
 
+def antithetic_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """t_i = (u + i/B) mod 1 with one u ~ U(0, 1): the low-discrepancy times of variational diffusion models, which
+    cut the variance of the bound's estimate (Kingma et al. 2021, Appx. I.1), kept inside [t_min, t_max]."""
+    where = generator.device if generator is not None else None
+    u = torch.rand(1, generator=generator, dtype=torch.float64, device=where).cpu()
+    t = torch.remainder(u + torch.arange(batch, dtype=torch.float64) / batch, 1.0)
+    return t.clamp(schedule.t_min, schedule.t_max).to(device)
+
+
 def logit_normal_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None,
                            mean: float = 0.0, std: float = 1.0) -> Tensor:
     """t = sigmoid(n), n ~ N(mean, std²): the logit-normal times of rectified-flow training (Esser et al. 2024,
@@ -178,6 +187,17 @@ def simple(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None
         return losses
     w = loss_weight(denoiser.preconditioning, t, x0, weighting, settings["min_snr_gamma"], settings["sigma_data"])
     return losses * w.to(losses.dtype)
+
+
+@register("vdm")
+def vdm(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
+        **conditioning) -> Tensor:
+    """The continuous-time variational bound in bits per dimension per example, for an ε network on a learned
+    schedule (Kingma et al. 2021, Eq. 17 with the prior and reconstruction terms;
+    :func:`difflab.continuous_bound.vlb_bits_per_dim`); the schedule's shape learns to cut the estimate's variance."""
+    from .continuous_bound import vlb_bits_per_dim
+
+    return vlb_bits_per_dim(denoiser, x0, t, eps, y, **conditioning)[0]
 
 
 @register("hybrid", learned_variance=True)

@@ -204,7 +204,55 @@ class FlowPath(ContinuousSchedule):
         return torch.sigmoid(-_t64(lam) / 2)
 
 
-SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE, "ncsn": NCSNLevels, "flow": FlowPath}
+class LearnedSchedule(ContinuousSchedule):
+    """A variance-preserving schedule with a learned log-SNR (Kingma et al. 2021, "Variational Diffusion Models",
+    Eq. 3–4): α_t² = sigmoid(−γ(t)), σ_t² = sigmoid(γ(t)), γ = −λ a monotone network of t
+    (:class:`~difflab.models.vdm.MonotoneGamma`), differentiable, so losses train it. ``schedules.get("learned")``
+    gives one with a fresh γ (linear in t from ``gamma_min`` to ``gamma_max``); a trained run's schedule is
+    :meth:`of` its network's. t runs over [0, 1]: at t = 0 the data (by the convention of every schedule here), at
+    t = 1 the prior N(0, σ_1² I)."""
+
+    name = "learned"
+    t_min = 1e-4
+
+    def __init__(self, gamma_min: float = -13.3, gamma_max: float = 5.0, hidden: int = 1024, gamma=None):
+        if not gamma_min < gamma_max:
+            raise DifflabError(f"learned schedule needs gamma_min < gamma_max, got {gamma_min}, {gamma_max}.")
+        from .models.vdm import MonotoneGamma
+
+        self.params = {"gamma_min": gamma_min, "gamma_max": gamma_max, "hidden": hidden}
+        self.gamma = gamma if gamma is not None else MonotoneGamma(gamma_min, gamma_max, hidden)
+
+    @classmethod
+    def of(cls, network, params: dict) -> "LearnedSchedule":
+        """The schedule a :class:`~difflab.models.vdm.LearnedScheduleNetwork` (or a DDP / compiled wrapper of it)
+        carries."""
+        for attr in ("module", "_orig_mod"):
+            network = getattr(network, attr, network)
+        return cls(**params, gamma=network.gamma)
+
+    def gamma_at(self, t) -> Tensor:
+        """γ(t) on the γ network's device, in float64, as a constant (the bound that trains γ calls the network
+        itself: :func:`difflab.continuous_bound.gamma_and_slope`)."""
+        device = self.gamma.gamma_0.device
+        with torch.no_grad():
+            return self.gamma(_t64(t).to(device))
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return 0.5 * torch.nn.functional.logsigmoid(-self.gamma_at(t)).to(_t64(t).device)
+
+    def sigma_of(self, t: Tensor) -> Tensor:
+        return torch.sigmoid(self.gamma_at(t)).sqrt().to(_t64(t).device)
+
+    def alpha(self, t) -> Tensor:
+        t = _t64(t)
+        return torch.where(t > 0, torch.exp(self.log_alpha(t)), torch.ones_like(t))
+
+    def input_scale(self, t) -> Tensor:
+        return torch.ones_like(_t64(t))
+
+
+SDES = {"vp": VPSDE, "subvp": SubVPSDE, "ve": VESDE, "ncsn": NCSNLevels, "flow": FlowPath, "learned": LearnedSchedule}
 
 
 def sde_coefficients(schedule, t, dt: float = 1e-4) -> tuple[Tensor, Tensor]:

@@ -39,8 +39,8 @@ from .trainable import Trainable
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
 #: the time distributions drawn for the global batch directly (no sampler state): uniform, EDM's, rectified flow's
-CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal")
-LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb"}
+CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal", "antithetic")
+LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb", "vdm": "VLB (bits/dim)"}
 
 
 class DiffusionTrainable(Trainable):
@@ -86,8 +86,8 @@ class DiffusionTrainable(Trainable):
         return self.data.shape[0]
 
     def build(self) -> torch.nn.Module:
-        from ..models import build_model
-        return build_model(self.config["model"])
+        from ..denoiser import build_network
+        return build_network(self.config)
 
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
         from ..data.lowres import condition
@@ -95,8 +95,8 @@ class DiffusionTrainable(Trainable):
         x0 = self.data[idx]
         batch_size = idx.shape[0]
         if self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
-            draw = {"lognormal": objectives.lognormal_timesteps, "logit-normal": objectives.logit_normal_timesteps
-                    }.get(self.config["train"]["timestep_sampler"], objectives.uniform_timesteps)
+            draw = {"lognormal": objectives.lognormal_timesteps, "logit-normal": objectives.logit_normal_timesteps,
+                    "antithetic": objectives.antithetic_timesteps}.get(self.config["train"]["timestep_sampler"], objectives.uniform_timesteps)
             t, weights = draw(self.schedule, batch_size, generator, self.device), None
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)

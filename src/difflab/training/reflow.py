@@ -20,11 +20,10 @@ import torch
 
 from .. import checkpoint
 from ..config import with_defaults
-from ..denoiser import build_denoiser
+from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
 from ..checkpoint import with_record
 from ..io import atomic_path, write_json
-from ..models import build_model
 from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
@@ -53,7 +52,7 @@ def check_teacher(run_dir: str | Path) -> dict:
 
 def load_teacher(run_dir: str | Path, config: dict, device) -> tuple[torch.nn.Module, int]:
     """The teacher's EMA network on ``device``, and the step of its checkpoint."""
-    model = build_model(config["model"])
+    model = build_network(config)
     step = checkpoint.load_latest(model, run_dir, "ema", "teacher")
     return model.to(device).eval(), step
 
@@ -143,7 +142,7 @@ class ReflowTrainable(DiffusionTrainable):
 
     def build(self) -> torch.nn.Module:
         """The teacher's network with its EMA weights (Liu et al. 2023 fine-tune the 1-rectified flow)."""
-        model = build_model(self.config["model"])
+        model = build_network(self.config)
         model.load_state_dict(self.teacher_model.state_dict())
         return model
 
