@@ -77,7 +77,11 @@ class ClassifierFreeGuidance:
         pred = self.inner.predict(x_t.repeat(n + 1, *([1] * (x_t.ndim - 1))), t.repeat(n + 1), torch.cat(ys))
         eps_u, *eps_c = pred.eps.chunk(n + 1)
         eps = guided_eps(eps_u, eps_c, self.w)
-        x0 = process.eps_to_x0(self.schedule, x_t, t, eps)
+        if getattr(self.schedule, "zero_terminal_snr", False):  # the same affine combination of the x̂_0's: where
+            x0_u, *x0_c = pred.x0.chunk(n + 1)                    # ᾱ_t = 0, ε̂ implies no x̂_0 (Lin et al. 2024)
+            x0 = guided_eps(x0_u, x0_c, self.w)
+        else:
+            x0 = process.eps_to_x0(self.schedule, x_t, t, eps)
         # a learned variance comes from the (first) conditional branch, as in GLIDE's guided sampler
         v_raw = None if pred.v_raw is None else pred.v_raw.chunk(n + 1)[1]
         return self.inner.clip(x_t, t, Prediction(eps=eps, x0=x0, v_raw=v_raw))
@@ -135,7 +139,10 @@ class ClassifierGuidance:
         if t.ndim == 0:
             t = t.expand(x_t.shape[0])
         eps = pred.eps - self.scale * process.sigma(self.schedule, t, x_t) * self.grad_log_prob(x_t, t)
-        guided = dataclasses.replace(pred, eps=eps, x0=process.eps_to_x0(self.schedule, x_t, t, eps))
+        x0 = process.eps_to_x0(self.schedule, x_t, t, eps)
+        if getattr(self.schedule, "zero_terminal_snr", False):  # at ᾱ_t = 0, pure noise, p(y | x_t) is flat and
+            x0 = torch.where(process.alpha(self.schedule, t, x_t) == 0, pred.x0, x0)  # x̂_0 stays unguided
+        guided = dataclasses.replace(pred, eps=eps, x0=x0)
         clip = _clipper(self.inner)
         # x̂_0 = (x_t − σ_t ε̂')/α_t multiplies the shift by σ_t/α_t, thousands at the first steps of a
         # cosine schedule; a model that samples with clipped x̂_0 gets the guided x̂_0 clipped too

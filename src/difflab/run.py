@@ -163,7 +163,9 @@ class Run:
             pred = denoiser.predict(x_t, t)
             if progress is not None:
                 progress()
-            return pred.eps, pred.v_raw
+            if denoiser.parameterization == "eps":  # x̂_0 follows from ε̂ (the bound's own formula)
+                return pred.eps, pred.v_raw
+            return pred.eps, pred.v_raw, pred.x0
 
         z = self.normalization.to_model(x).to(device)
         return full_bound(self.schedule, z, predict, generator=generator, clip_x0=denoiser.clip_x0)

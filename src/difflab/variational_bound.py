@@ -204,12 +204,13 @@ def fixed_log_variance(schedule: Schedule, t, like: Tensor, kind: str = "small")
 
 
 def model_mean_from_eps(schedule: Schedule, x_t: Tensor, t, eps: Tensor,
-                        clip_x0: tuple[float, float] | None = None) -> Tensor:
+                        clip_x0: tuple[float, float] | None = None, x0: Tensor | None = None) -> Tensor:
     """μ_θ(x_t, t) = μ̃_t(x_t, x̂_0) with x̂_0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t (DDPM Eqs. 7 and 15; equal to
-    DDPM Eq. 11 when no clipping). ``clip_x0`` = (low, high) clamps x̂_0 first, as the DDPM code does."""
+    DDPM Eq. 11 when no clipping). ``clip_x0`` = (low, high) clamps x̂_0 first, as the DDPM code does. ``x0``: the
+    network's own x̂_0 where it gives one, used instead (at ᾱ_t = 0, zero terminal SNR, ε̂ implies no x̂_0)."""
     _check_discrete(schedule)
     t = _timesteps(schedule, t, x_t)
-    x0_hat = process.eps_to_x0(schedule, x_t, t, eps)
+    x0_hat = process.eps_to_x0(schedule, x_t, t, eps) if x0 is None else x0
     if clip_x0 is not None:
         x0_hat = x0_hat.clamp(*clip_x0)
     return process.q_posterior(schedule, x0_hat, x_t, t)[0]
@@ -274,7 +275,8 @@ def full_bound(schedule: Schedule, x0: Tensor, predict: Predict, generator: Gene
     """Every term of L_vlb (IDDPM Eq. 4) for a batch x0, one network call per timestep, t = T..1.
 
     ``predict(x_t, t)`` returns (ε̂, v_raw) — v_raw is None for a fixed variance, then ``fixed_variance``
-    picks β̃_t or β_t (:func:`fixed_log_variance`). x_t is drawn from q(x_t | x_0) with fresh noise for
+    picks β̃_t or β_t (:func:`fixed_log_variance`) — or (ε̂, v_raw, x̂_0) for a network that predicts x̂_0 itself
+    (needed at ᾱ_T = 0). x_t is drawn from q(x_t | x_0) with fresh noise for
     each t, in the order t = T..1, from ``generator``. Returns float64 tensors, all in bits/dim:
     ``total_bpd`` (B,), ``prior_bpd`` L_T (B,), ``terms_bpd`` (B, T) with column t − 1 holding L_{t−1},
     ``decoder_bpd`` L_0 (B,) (= column 0), and ``eps_mse`` (B, T), the mean squared error of ε̂ per t;
@@ -294,8 +296,8 @@ def full_bound(schedule: Schedule, x0: Tensor, predict: Predict, generator: Gene
         t = torch.full((batch,), step, dtype=torch.long)
         noise = randn(x0.shape, generator, x0.device, x0.dtype)
         x_t = process.q_sample(schedule, x0, t, noise)
-        eps, v_raw = predict(x_t, t.to(x0.device))
-        mean = model_mean_from_eps(schedule, x_t, t, eps, clip_x0)
+        eps, v_raw, *x0_hat = predict(x_t, t.to(x0.device))
+        mean = model_mean_from_eps(schedule, x_t, t, eps, clip_x0, x0_hat[0] if x0_hat else None)
         logvar = (fixed_log_variance(schedule, t, x_t, fixed_variance) if v_raw is None
                   else learned_log_variance(schedule, t, v_raw))
         terms[:, step - 1] = vlb_term(schedule, x0, x_t, t, mean, logvar, bins, cdf).double().cpu()

@@ -68,3 +68,10 @@ class LearnedScheduleNetwork(nn.Module):
 
     def forward(self, *args, **kwargs):
         return self.network(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        """The network's own attributes (``num_classes``, ``tokenizer``, ...) read through the wrapper."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("network"), name)
