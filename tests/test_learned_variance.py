@@ -80,7 +80,7 @@ def test_config_defaults_and_learned_variance_output_channels():
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"diffusion": {"loss": "mse"}}, "diffusion.loss must be one of simple, hybrid, vlb"),
+    ({"diffusion": {"loss": "mse"}}, "diffusion.loss must be one of simple, vdm, hybrid, vlb"),
     ({"diffusion": {"loss": "hybrid", "learned_variance": False}}, "set diffusion.learned_variance: true"),
     ({"diffusion": {"loss": "simple", "learned_variance": True}}, "no gradient"),
     ({"diffusion": {"learned_variance": "yes"}}, "diffusion.learned_variance must be true or false"),
