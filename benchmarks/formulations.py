@@ -75,12 +75,16 @@ def train_variant(name: str, out: Path, steps: int, seed: int, num: int) -> Path
 def samples_at(run, sampler: str, nfe: int, num: int, seed: int):
     """``num`` samples with ``nfe`` network evaluations (None when the sampler cannot spend exactly that many)."""
     from difflab import samplers
+    from difflab.errors import DifflabError
 
     per_step = samplers.info(sampler)["nfe_per_step"]
     steps = nfe // per_step if nfe % per_step == 0 else 0
     if steps < samplers.info(sampler)["min_steps"]:
         return None
-    return run.sample(num, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed))
+    try:
+        return run.sample(num, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed))
+    except DifflabError:  # e.g. a multistep solver after zero terminal SNR's first DDIM step, with too few left
+        return None
 
 
 def main() -> None:
