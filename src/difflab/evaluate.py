@@ -274,12 +274,16 @@ def continuous_bound_terms(run, data: torch.Tensor, batch_size: int = 256, gener
 
 def negative_log_likelihood(run, num: int, batch_size: int = 256, seed: int = 0, progress: bool = True) -> dict:
     """Bits/dim of the first ``num`` test images of ``run``'s dataset, mean and standard error: the variational
-    bound (Ho et al. 2020, Eq. 5; an upper bound on the NLL) for a discrete schedule, the probability-flow ODE
-    likelihood (Song et al. 2021, Eq. 39; exact up to the solver) for a continuous one."""
+    bound (Ho et al. 2020, Eq. 5; an upper bound on the NLL) for a discrete schedule, the continuous-time bound for a
+    learned one (Kingma et al. 2021), the probability-flow ODE likelihood (Song et al. 2021, Eq. 39; exact up to the
+    solver) for another continuous one."""
     if run.kind != "image":
         raise DifflabError("nll is scored in bits/dim for image runs; for points use difflab likelihood.")
     data = test_images(run, num)
     gen = torch.Generator().manual_seed(seed)
+    if run.config["diffusion"]["schedule"] == "learned":  # its own bound (Kingma et al. 2021)
+        result = continuous_bound_terms(run, data, batch_size, gen, progress=progress)
+        return {"NLL bits/dim (continuous bound)": result["mean"], "NLL se": result["stderr"]}
     bound = getattr(run.schedule, "discrete", False)
     result = bound_terms(run, data, batch_size, gen, progress) if bound else \
         ode_likelihood(run, data, batch_size, generator=gen, progress=progress)
