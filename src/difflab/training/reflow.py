@@ -213,7 +213,7 @@ def reflow(teacher: str | Path | None, out: str | Path, pairs: int | None = None
         if seed is not None and not resume:
             config["seed"] = seed
     config = prepare_run_config(out, config, resume, seed if resume else None, command="reflow",
-                                resumable=RESUMABLE_KEYS, read=_read_saved,
+                                resumable=RESUMABLE_KEYS, read=with_defaults,
                                 check_saved=lambda saved: _check_diffusion_run(saved, out))
     if "reflow" not in config:
         raise DifflabError(f"{str(out)!r} is not a reflow run; resume it with difflab train.")
@@ -226,6 +226,3 @@ def reflow(teacher: str | Path | None, out: str | Path, pairs: int | None = None
     return fit(ReflowTrainable(config, record, out, progress), out, opts, config["seed"], resume=resume, device=device,
                progress=progress, max_minutes=max_minutes, log=log)
 
-
-def _read_saved(saved: dict) -> dict:
-    return with_defaults(saved)
