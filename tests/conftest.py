@@ -48,6 +48,21 @@ def tiny_digits_config(tmp_path):
 
 
 @pytest.fixture
+def train_toy(tmp_path):
+    """train(preset, steps, name="run", **sections): train ``preset`` on 4,000 points of its toy for ``steps`` steps
+    (one checkpoint, no grids, quiet) with the config ``sections`` laid over it; returns the run directory."""
+    def train_run(preset: str, steps: int, name: str = "run", **sections):
+        from difflab.config import resolve
+        from difflab.training.diffusion import train
+
+        train_section = {"steps": steps, "log_every": max(1, steps // 4), "save_every": steps, "sample_every": 0,
+                         **sections.pop("train", {})}
+        cfg = resolve({"preset": preset, "data": {"num": 4000}, "train": train_section, **sections})
+        return train(cfg, tmp_path / name, progress=False, log=lambda *_: None)
+    return train_run
+
+
+@pytest.fixture
 def fraction_near_modes():
     """fraction(run, sampler, steps): the share of 1,000 samples within 0.5 of a centre of the 8-Gaussians mixture
     (component std 0.1: a real sample lies that close with probability 1 − e^(−12.5) ≈ 1)."""

@@ -101,14 +101,10 @@ def test_lognormal_times_give_the_papers_sigma_distribution(ve):
     assert abs(float(ln_sigma[inside].mean()) + 1.2) < 0.05 and abs(float(ln_sigma[inside].std()) - 1.2) < 0.05
 
 
-def test_the_edm_preset_trains_and_every_sampler_family_finds_the_modes(tmp_path, fraction_near_modes):
+def test_the_edm_preset_trains_and_every_sampler_family_finds_the_modes(train_toy, fraction_near_modes):
     import difflab
-    from difflab.config import resolve
-    from difflab.training.diffusion import train
 
-    cfg = resolve({"preset": "8gaussians-edm", "data": {"num": 4000},
-                   "train": {"steps": 2000, "log_every": 500, "save_every": 2000, "sample_every": 0}})
-    run = difflab.load(train(cfg, tmp_path / "run", progress=False, log=lambda *_: None))
+    run = difflab.load(train_toy("8gaussians-edm", 2000))
     for sampler, steps in (("heun", 18), ("ddim", 30), ("dpmpp_2m", 20), ("euler", 40), ("ddpm", 100)):
         near = fraction_near_modes(run, sampler, steps)
         assert near > 0.9, (sampler, near)

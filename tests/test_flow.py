@@ -104,14 +104,10 @@ def test_logit_normal_times(flow):
     assert float(t.min()) >= flow.t_min and float(t.max()) <= flow.t_max
 
 
-def test_the_flow_preset_trains_and_every_sampler_family_finds_the_modes(tmp_path, fraction_near_modes):
+def test_the_flow_preset_trains_and_every_sampler_family_finds_the_modes(train_toy, fraction_near_modes):
     import difflab
-    from difflab.config import resolve
-    from difflab.training.diffusion import train
 
-    cfg = resolve({"preset": "8gaussians-flow", "data": {"num": 4000},
-                   "train": {"steps": 2000, "log_every": 500, "save_every": 2000, "sample_every": 0}})
-    run = difflab.load(train(cfg, tmp_path / "run", progress=False, log=lambda *_: None))
+    run = difflab.load(train_toy("8gaussians-flow", 2000))
     for sampler, steps in (("ddim", 50), ("heun", 18), ("dpmpp_2m", 20), ("ddpm", 100), ("ode", 20)):
         near = fraction_near_modes(run, sampler, steps)
         assert near > 0.9, (sampler, near)

@@ -94,15 +94,12 @@ def test_ot_pairing_is_the_optimal_permutation():
         assert float(((x0 - paired) ** 2).sum()) == pytest.approx(_brute_force_cost(x0, eps), rel=1e-12)
 
 
-def test_ot_pairing_straightens_the_flow(tmp_path, fraction_near_modes):
+def test_ot_pairing_straightens_the_flow(train_toy, fraction_near_modes):
     """With noise paired to data by minibatch OT the learned paths are nearly straight (Tong et al. 2024, Sec. 3.2):
     two Euler steps of the flow ODE land near the modes as often as fifty do. Without the pairing two steps land
     between them (the same training gives 0.0 within 0.5 of a centre at 2 steps, 0.16 at 5, 0.63 at 50)."""
     import difflab
-    from difflab.training.diffusion import train
 
-    cfg = resolve({"preset": "8gaussians-flow", "data": {"num": 4000}, "diffusion": {"ot_pairing": True},
-                   "train": {"steps": 1500, "batch_size": 128, "log_every": 500, "save_every": 1500, "sample_every": 0}})
-    run = difflab.load(train(cfg, tmp_path / "run", progress=False, log=lambda *_: None))
+    run = difflab.load(train_toy("8gaussians-flow", 1500, diffusion={"ot_pairing": True}, train={"batch_size": 128}))
     many, two = fraction_near_modes(run, "ddim", 50), fraction_near_modes(run, "ddim", 2)
     assert many > 0.5 and two > 0.45 and two > many - 0.15, (many, two)

@@ -57,18 +57,14 @@ def _final_weights(run_dir):
     return checkpoint.load_tensors(checkpoint.latest_valid(run_dir), "ema")
 
 
-def test_reflow_straightens_a_toy_flow_and_resumes_on_the_same_pairs(tmp_path, fraction_near_modes):
+def test_reflow_straightens_a_toy_flow_and_resumes_on_the_same_pairs(tmp_path, train_toy, fraction_near_modes):
     import json
 
     import difflab
-    from difflab.config import resolve
-    from difflab.training.diffusion import train
     from difflab.training.reflow import PAIRS, reflow
 
     quiet = {"progress": False, "log": lambda *_: None}
-    cfg = resolve({"preset": "8gaussians-flow", "data": {"num": 4000},
-                   "train": {"steps": 2000, "log_every": 500, "save_every": 2000, "sample_every": 0}})
-    teacher = train(cfg, tmp_path / "teacher", **quiet)
+    teacher = train_toy("8gaussians-flow", 2000, name="teacher")
     student = reflow(teacher, tmp_path / "student", pairs=4000, steps=1500, **quiet)
     report = json.loads((student / "straightness.json").read_text())
     assert report["reflowed"] < 0.05 * report["teacher"], report

@@ -103,16 +103,12 @@ def test_config_refuses_what_cannot_work():
         resolve({"preset": "digits", "diffusion": {"parameterization": "v", "schedule_params": {"zero_terminal_snr": 1}}})
 
 
-def test_a_v_prediction_run_with_zero_terminal_snr_finds_the_modes(tmp_path, fraction_near_modes):
+def test_a_v_prediction_run_with_zero_terminal_snr_finds_the_modes(train_toy, fraction_near_modes):
     """v-prediction converges more slowly than ε on this toy (0.64 of samples near a mode after 2,000 steps with or
     without zero terminal SNR, 0.96 after 6,000), hence the longer run."""
     import difflab
-    from difflab.config import resolve
-    from difflab.training.diffusion import train
 
-    cfg = resolve({"preset": "8gaussians", "data": {"num": 4000},
-                   "diffusion": {"parameterization": "v", "schedule_params": {"zero_terminal_snr": True}},
-                   "train": {"steps": 5000, "log_every": 1000, "save_every": 5000, "sample_every": 0}})
-    run = difflab.load(train(cfg, tmp_path / "run", progress=False, log=lambda *_: None))
+    run = difflab.load(train_toy("8gaussians", 5000, diffusion={"parameterization": "v",
+                                                                "schedule_params": {"zero_terminal_snr": True}}))
     for sampler, steps in (("ddim", 50), ("dpmpp_2m", 20), ("ddpm", 100)):
         assert fraction_near_modes(run, sampler, steps) > 0.9, sampler

@@ -207,7 +207,8 @@ class FlowPath(ContinuousSchedule):
 class LearnedSchedule(ContinuousSchedule):
     """A variance-preserving schedule with a learned log-SNR (Kingma et al. 2021, "Variational Diffusion Models",
     Eq. 3–4): α_t² = sigmoid(−γ(t)), σ_t² = sigmoid(γ(t)), γ = −λ a monotone network of t
-    (:class:`~difflab.models.vdm.MonotoneGamma`), differentiable, so losses train it. ``schedules.get("learned")``
+    (:class:`~difflab.models.vdm.MonotoneGamma`). Its coefficients here are constants; the bound that trains γ calls
+    the γ network itself (:func:`difflab.continuous_bound.gamma_and_slope`). ``schedules.get("learned")``
     gives one with a fresh γ (linear in t from ``gamma_min`` to ``gamma_max``); a trained run's schedule is
     :meth:`of` its network's. t runs over [0, 1]: at t = 0 the data (by the convention of every schedule here), at
     t = 1 the prior N(0, σ_1² I)."""

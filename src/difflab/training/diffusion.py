@@ -38,7 +38,8 @@ from .trainable import Trainable
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "save_every", "keep", "num_samples",
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
-#: the time distributions drawn for the global batch directly (no sampler state): uniform, EDM's, rectified flow's
+#: the time distributions drawn for the global batch directly (no sampler state): uniform, EDM's, rectified flow's,
+#: VDM's antithetic ones
 CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal", "antithetic")
 LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb", "vdm": "VLB (bits/dim)"}
 
@@ -96,7 +97,8 @@ class DiffusionTrainable(Trainable):
         batch_size = idx.shape[0]
         if self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
             draw = {"lognormal": objectives.lognormal_timesteps, "logit-normal": objectives.logit_normal_timesteps,
-                    "antithetic": objectives.antithetic_timesteps}.get(self.config["train"]["timestep_sampler"], objectives.uniform_timesteps)
+                    "antithetic": objectives.antithetic_timesteps}.get(self.config["train"]["timestep_sampler"],
+                                                                       objectives.uniform_timesteps)
             t, weights = draw(self.schedule, batch_size, generator, self.device), None
         else:  # t ~ p_t with importance weights 1/(T p_t), all 1 for the uniform sampler
             t, weights = self.t_sampler.sample(batch_size, generator, self.device)
