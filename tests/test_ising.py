@@ -19,7 +19,7 @@ def test_icm_never_raises_the_energy_and_recovers_the_image():
     x = disc(64)
     y = ising.corrupt(x, 0.1, torch.Generator().manual_seed(0))
     energies = [ising.energy(ising.denoise(y, sweeps=k), y) for k in range(1, 6)]
-    assert all(a >= b - 1e-9 for a, b in zip(energies, energies[1:]))
+    assert all(a >= b - 1e-9 for a, b in itertools.pairwise(energies))
     assert ising.energy(ising.denoise(y, sweeps=1), y) < ising.energy(y, y)
     noisy_err = float((y != x).double().mean())
     err = float((ising.denoise(y) != x).double().mean())

@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from difflab.ebm.score_matching import (denoising_score_matching, energy_score, exact_score_matching,
-                                        sliced_score_matching)
+from difflab.ebm.score_matching import (
+    denoising_score_matching,
+    energy_score,
+    exact_score_matching,
+    sliced_score_matching,
+)
 from difflab.errors import DifflabError
 
 LAM = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)

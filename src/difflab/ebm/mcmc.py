@@ -11,8 +11,8 @@ sentence naming the step, so nothing is written from a broken chain.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -7,7 +7,7 @@ scores) is :mod:`difflab.guidance`'s composition.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

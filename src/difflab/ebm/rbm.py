@@ -95,7 +95,7 @@ def ais_log_partition(rbm: RBM, chains: int = 100, betas: int = 1000, base_bias:
         v = torch.bernoulli(torch.sigmoid(b_a).expand(chains, -1), generator=generator)
         log_w = torch.zeros(chains, dtype=torch.float64)
         schedule = torch.linspace(0.0, 1.0, betas, dtype=torch.float64).tolist()
-        for prev, beta in zip(schedule[:-1], schedule[1:]):
+        for prev, beta in itertools.pairwise(schedule):
             log_w += neg_free(v, beta) - neg_free(v, prev)
             h = torch.bernoulli(torch.sigmoid(beta * (v @ W + c)), generator=generator)
             v = torch.bernoulli(torch.sigmoid(h @ (beta * W).T + (1 - beta) * b_a + beta * b), generator=generator)

@@ -9,7 +9,7 @@ train energies and score networks alike.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
