@@ -142,6 +142,17 @@ def test_swissroll_matches_definition_and_sklearn():
     assert load_dataset("swissroll", num=10).labels is None
 
 
+def test_2gaussians_is_song_and_ermons_mixture():
+    """1/5 N((−5, −5), I) + 4/5 N((5, 5), I): the labels' share, each component's mean and covariance."""
+    ds = load_dataset("2gaussians", num=40_000)
+    x, k = ds.data.double(), ds.labels
+    assert float((k == 0).double().mean()) == pytest.approx(0.2, abs=0.01)
+    for comp, centre in ((0, -5.0), (1, 5.0)):
+        pts = x[k == comp]
+        torch.testing.assert_close(pts.mean(0), torch.full((2,), centre, dtype=torch.float64), atol=0.05, rtol=0)
+        torch.testing.assert_close(torch.cov(pts.T), torch.eye(2, dtype=torch.float64), atol=0.06, rtol=0)
+
+
 @pytest.mark.parametrize("name", TOY_DATASETS)
 def test_toy_seeds_and_splits(name):
     a = load_dataset(name, num=1000, seed=3)
@@ -479,5 +490,5 @@ def test_dataset_dataclass():
     ds = Dataset(name="x", kind="image", data=torch.zeros(2, 3, 4, 5), labels=None)
     assert ds.shape == (3, 4, 5) and len(ds) == 2
     assert IMAGE_DATASETS == ("digits", "mnist", "fashion-mnist", "idx", "folder")
-    assert TOY_DATASETS == ("8gaussians", "swissroll", "moons", "checkerboard")
+    assert TOY_DATASETS == ("8gaussians", "swissroll", "moons", "checkerboard", "2gaussians")
     assert math.isclose(GAUSSIANS8_STD, 0.1)

@@ -156,3 +156,46 @@ class AutoencoderTrainSection(LoopSection):
     lr: float = 1e-3
     save_every: int = 500
     eval_num: int = 1000
+
+
+# --- the energy-based model's config (difflab train with an -ebm or -rbm preset) ---------------------------------
+
+@dataclass
+class EBMDataSection(DatasetSection):
+    binarize: bool = False  # images as {0, 1} pixels (> 0.5), for the RBM
+
+
+@dataclass
+class EBMSection:
+    """How an energy model learns (:mod:`difflab.training.ebm`): contrastive divergence with MCMC negatives, or one of
+    the score-matching estimators (exact, sliced, sliced-vr, denoising)."""
+
+    objective: str = "cd"
+    chain_steps: int = 20       # K: Langevin steps (Gibbs sweeps for an RBM) per training step
+    step_size: float = 0.01     # Langevin τ of x ← x − τ∇E + s z
+    noise_scale: float | None = None  # s; None: √(2τ), Langevin's own
+    buffer: int = 10000         # persistent chains kept; 0: every chain starts from noise (short-run)
+    reinit: float = 0.05        # share of chains restarted from noise
+    alpha: float = 0.1          # weight of the energy-magnitude regulariser α (E⁺² + E⁻²)
+    sigma: float = 0.1          # noise level of denoising score matching
+    projections: int = 1        # random directions of sliced score matching
+
+
+@dataclass(kw_only=True)
+class EBMTrainSection(LoopSection, LoopSettings):
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    ema_decay: float = 0.99
+    num_samples: int = 1000
+    eval_num: int = 1000
+
+
+@dataclass
+class EBMSampleSection:
+    """How ``difflab sample`` and the training grids draw from the energy: an MCMC sampler of
+    :mod:`difflab.ebm.mcmc` (``gibbs`` for an RBM) from uniform noise over the data's range."""
+
+    sampler: str = "langevin"
+    steps: int = 500
+    step_size: float = 0.001

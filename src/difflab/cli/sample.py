@@ -63,6 +63,10 @@ def execute(a) -> None:
     if not a.out.endswith((".png", ".npz")):
         raise error(f"output file {a.out!r} must end in .png or .npz.")
     check_writable(a.out, "--out file")
+    from ..ebm.run import is_ebm_run
+
+    if is_ebm_run(a.run):
+        return _sample_energy(a)
     run = load(a.run)
     sampler = a.sampler or run.config["sample"]["sampler"]
     options = {}
@@ -116,3 +120,31 @@ def execute(a) -> None:
     else:
         save_samples(torch.cat(list(batches())), a.out, run.kind)
     print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
+
+
+def _sample_energy(a) -> None:
+    """``difflab sample`` on an energy-based run: MCMC from uniform noise (``--sampler metropolis | langevin | mala |
+    hmc``, ``gibbs`` for an RBM; ``--option step_size=...``, ``--option leapfrog_steps=...`` for hmc)."""
+    import torch
+
+    from ..ebm.run import load as load_energy
+    from ..plotting import check_grid_size, save_samples
+
+    for flag, value in (("--eta", a.eta), ("--variance", a.variance), ("--discretization", a.discretization),
+                        ("--class", a.classes), ("--guidance", a.guidance), ("--prompt", a.prompts),
+                        ("--scale", a.scale)):
+        if value is not None:
+            raise error(f"{flag} applies to diffusion models; {a.run!r} is an energy-based run (sampled by MCMC).")
+    run = load_energy(a.run)
+    if a.out.endswith(".png"):
+        check_grid_size(a.num)
+    options = parse_options(a.option)
+    step_size = options.pop("step_size", None)
+    x = run.sample(a.num, sampler=a.sampler, steps=a.steps, step_size=step_size,
+                   generator=torch.Generator().manual_seed(a.seed), **options)
+    save_samples(x.cpu(), a.out, run.kind)
+    sampler = a.sampler or run.config["sample"]["sampler"]
+    rate = getattr(run, "last_acceptance", None)
+    accepted = f", acceptance {rate:.2f}" if rate is not None and sampler in ("metropolis", "mala", "hmc") else ""
+    print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} MCMC steps"
+          f"{accepted}) to {a.out}")

@@ -33,7 +33,11 @@ CHECKERBOARD_SQUARES = torch.tensor(
 )
 """(8, 2): lower-left corners (i, j) of the dark unit squares, those with i + j even."""
 
-TOY_DATASETS = ("8gaussians", "swissroll", "moons", "checkerboard")
+GAUSSIANS2_MEANS = torch.tensor([[-5.0, -5.0], [5.0, 5.0]])
+GAUSSIANS2_WEIGHTS = (0.2, 0.8)
+"""Song & Ermon 2019, Sec. 3.2.2: (1/5) N((−5, −5), I) + (4/5) N((5, 5), I), two modes far apart with unequal weights."""
+
+TOY_DATASETS = ("8gaussians", "swissroll", "moons", "checkerboard", "2gaussians")
 
 
 def _sample_8gaussians(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +104,15 @@ def _sample_checkerboard(n: int, generator: torch.Generator) -> tuple[torch.Tens
     return CHECKERBOARD_SQUARES[k] + offset, k
 
 
+def _sample_2gaussians(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Song & Ermon 2019's mixture (Sec. 3.2.2, Fig. 3): component 0 (probability 1/5) N((−5, −5), I), component 1
+    (probability 4/5) N((5, 5), I). Label: the component."""
+    k = (torch.rand(n, generator=generator) >= GAUSSIANS2_WEIGHTS[0]).long()
+    return GAUSSIANS2_MEANS[k] + torch.randn(n, 2, generator=generator), k
+
+
 _SAMPLERS = {
+    "2gaussians": _sample_2gaussians,
     "8gaussians": _sample_8gaussians,
     "swissroll": _sample_swissroll,
     "moons": _sample_moons,

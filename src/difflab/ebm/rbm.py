@@ -50,12 +50,16 @@ class RBM(nn.Module):
         """p(v_i = 1 | h) = σ(b_i + (W h)_i)."""
         return torch.sigmoid(h @ self.W.T + self.b)
 
-    def gibbs(self, v: Tensor, k: int, generator=None) -> Tensor:
-        """k sweeps of block Gibbs sampling v → h ~ p(h|v) → v ~ p(v|h); returns the last visible states."""
+    def gibbs(self, v: Tensor, k: int, generator=None, uniforms: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """k sweeps of block Gibbs sampling v → h ~ p(h|v) → v ~ p(v|h); returns the last visible states. With
+        ``uniforms`` = (u_h (k, B, hidden), u_v (k, B, visible)) a unit is on where u < its probability (pre-drawn
+        randomness, so that training resumes bit for bit)."""
         v = v.flatten(1).to(self.W.dtype)
-        for _ in range(k):
-            h = torch.bernoulli(self.hidden_given_visible(v), generator=generator)
-            v = torch.bernoulli(self.visible_given_hidden(h), generator=generator)
+        for i in range(k):
+            p_h = self.hidden_given_visible(v)
+            h = torch.bernoulli(p_h, generator=generator) if uniforms is None else (uniforms[0][i] < p_h).to(p_h.dtype)
+            p_v = self.visible_given_hidden(h)
+            v = torch.bernoulli(p_v, generator=generator) if uniforms is None else (uniforms[1][i] < p_v).to(p_v.dtype)
         return v
 
 

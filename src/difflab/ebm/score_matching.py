@@ -61,16 +61,19 @@ def exact_score_matching(score: Score, x: Tensor) -> Tensor:
 
 
 def sliced_score_matching(score: Score, x: Tensor, generator=None, projections: int = 1,
-                          variance_reduced: bool = False) -> Tensor:
+                          variance_reduced: bool = False, directions: Tensor | None = None) -> Tensor:
     """Song et al. 2019, Eq. 7: J(θ) = E_v E_p[ vᵀ ∇ₓ s_θ(x) v + ½ (vᵀ s_θ(x))² ] with v ~ N(0, I), one backward pass per
-    projection; ``variance_reduced`` (their SSM-VR, Eq. 8) replaces ½ (vᵀ s)² by its expectation over v, ½ ‖s‖²."""
+    projection; ``variance_reduced`` (their SSM-VR, Eq. 8) replaces ½ (vᵀ s)² by its expectation over v, ½ ‖s‖².
+    ``directions`` (projections, *x.shape) gives the v instead of drawing them from ``generator``."""
     if isinstance(projections, bool) or not isinstance(projections, int) or projections < 1:
         raise DifflabError(f"sliced score matching needs projections >= 1, got {projections!r}.")
     with torch.enable_grad():
         x, s = _score(score, x)
         total = torch.zeros(x.shape[0], dtype=s.dtype, device=s.device)
-        for _ in range(projections):
-            v = randn(x.shape, generator, x.device, x.dtype)
+        if directions is not None:
+            projections = directions.shape[0]
+        for k in range(projections):
+            v = randn(x.shape, generator, x.device, x.dtype) if directions is None else directions[k]
             vs = _sum(v * s)
             vjv = _sum(v * torch.autograd.grad(vs.sum(), x, create_graph=True)[0])
             total = total + vjv + (0.5 * _sum(s**2) if variance_reduced else 0.5 * vs**2)

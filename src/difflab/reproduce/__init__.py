@@ -9,6 +9,7 @@ result agrees or disagrees with the paper) and ``<name>.png`` to an output direc
 * ``classifier-guidance``: guidance scale 0, 1, 10: FD, precision, recall, IS (Dhariwal & Nichol 2021, Table 4/Fig. 3).
 * ``respacing``: guided diffusion's section-count respacing vs uniform respacing at 25 and 50 steps (Nichol & Dhariwal 2021, Sec. 4).
 * ``swiss-roll``: the forward and the learned reverse trajectory on the swiss roll (Sohl-Dickstein et al. 2015, Fig. 1).
+* ``low-density``: score estimates in low-density regions, Langevin vs annealed Langevin (Song & Ermon 2019, Figs. 2–3).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CLAIMS = {  # name: (module, what it reproduces)
     "classifier-guidance": ("classifier_guidance", "classifier guidance at scale 0, 1, 10 (ADM Sec. 4)"),
     "respacing": ("respacing", "section-count vs uniform respacing at 25 and 50 steps (IDDPM Sec. 4)"),
     "swiss-roll": ("swiss_roll", "the swiss roll's forward and learned reverse trajectory (2015 Fig. 1)"),
+    "low-density": ("low_density", "scores in low-density regions; Langevin vs annealed Langevin (NCSN Figs. 2-3)"),
 }
 
 
