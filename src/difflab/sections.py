@@ -177,7 +177,8 @@ class EBMSection:
     buffer: int = 10000         # persistent chains kept; 0: every chain starts from noise (short-run)
     reinit: float = 0.05        # share of chains restarted from noise
     alpha: float = 0.1          # weight of the energy-magnitude regulariser α (E⁺² + E⁻²)
-    sigma: float = 0.1          # noise level of denoising score matching
+    sigma: float = 0.1          # noise level of denoising score matching (the smallest, for a noise-conditional energy)
+    sigma_max: float | None = None  # a noise-conditional energy's largest level (σ log-uniform in [sigma, sigma_max])
     projections: int = 1        # random directions of sliced score matching
 
 

@@ -39,8 +39,27 @@ class EnergyRun:
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    @property
+    def noise_conditional(self) -> bool:
+        return bool(self.config["model"].get("noise_conditional"))
+
     def samplers(self) -> list[str]:
-        return ["gibbs"] if self.is_rbm else list(mcmc.SAMPLERS)
+        """``gibbs`` for an RBM; the MCMC samplers (at the smallest noise level of a noise-conditional energy), and
+        for a noise-conditional energy ``annealed-langevin`` over its levels."""
+        if self.is_rbm:
+            return ["gibbs"]
+        return list(mcmc.SAMPLERS) + (["annealed-langevin"] if self.noise_conditional else [])
+
+    def denoiser(self):
+        """A noise-conditional energy as a denoiser on the VE schedule between its smallest and largest noise levels
+        (:class:`~difflab.ebm.energy_denoiser.EnergyDenoiser`), for the diffusion samplers."""
+        from .. import schedules
+        from .energy_denoiser import EnergyDenoiser
+
+        if not self.noise_conditional:
+            raise DifflabError("only a noise-conditional energy (model.noise_conditional) is a denoiser over noise levels.")
+        e = self.config["ebm"]
+        return EnergyDenoiser(self.model, schedules.get("ve", sigma_min=e["sigma"], sigma_max=e["sigma_max"]))
 
     def sample(self, n: int, sampler: str | None = None, steps: int | None = None, step_size: float | None = None,
                generator: GeneratorLike = None, **options) -> torch.Tensor:
@@ -64,8 +83,20 @@ class EnergyRun:
                 x = self.model.gibbs(torch.bernoulli(x, generator=gen), steps, generator=gen)
                 x = self.model.visible_given_hidden(torch.bernoulli(self.model.hidden_given_visible(x), generator=gen))
             return x.reshape(n, *self.shape)
+        if sampler == "annealed-langevin":  # Song & Ermon 2019, Algorithm 1, over the energy's noise levels
+            from ..samplers import sample
+
+            if step_size is not None:
+                options["step_lr"] = step_size
+            x = sample(self.denoiser(), x.shape, sampler="langevin", steps=steps, x_T=x, discretization="logsnr",
+                       generator=gen, **options)
+            return self.norm.to_data(x)
         step_size = sc["step_size"] if step_size is None else step_size
-        chain = mcmc.get(sampler)(mcmc.energy_log_prob(self.model), x, steps, step_size, generator=gen, **options)
+        energy = self.model
+        if self.noise_conditional:  # the MCMC samplers target the smallest level's density
+            sigma = self.config["ebm"]["sigma"]
+            energy = lambda v: self.model(v, sigma)  # noqa: E731
+        chain = mcmc.get(sampler)(mcmc.energy_log_prob(energy), x, steps, step_size, generator=gen, **options)
         self.last_acceptance = chain.acceptance
         return self.norm.to_data(chain.samples)
 
