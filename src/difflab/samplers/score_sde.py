@@ -112,6 +112,30 @@ def pc(denoiser, x_T: Tensor, timesteps, generator=None, callback=None, progress
     return x
 
 
+def langevin_gaussian_moments(schedule, timesteps, mean: float, std: float, x_T_mean: float = 0.0,
+                              x_T_std: float = 1.0, step_lr: float | None = None, n_steps_each: int = 5
+                              ) -> tuple[float, float]:
+    """The exact mean and standard deviation that :func:`langevin` ends with on 1-D data N(``mean``, ``std``²) given
+    the exact score, from x_T ~ N(``x_T_mean``, ``x_T_std``²): at level σ̃_i the target is N(m, v_i), v_i = s² + σ̃_i²,
+    and the step x̃ ← x̃ + (α_i/2)(m − x̃)/v_i + √α_i z is linear-Gaussian, so with c_i = 1 − α_i/(2 v_i) the mean
+    error scales by c_i and the variance maps V ← c_i² V + α_i; the final x̂_0 = m + s²/v_L (x̃ − m) (Tweedie). The
+    same step rule as :func:`langevin` (α_i = ε σ̃_i²/σ̃_L², ε = ``step_lr`` or its default)."""
+    ts = [t.item() if hasattr(t, "item") else t for t in timesteps]
+    levels = [s_t / a_t for a_t, s_t in (_coefs(schedule, t) for t in ts)]
+    sigma_l2 = levels[-1] ** 2
+    eps = 2e-5 * sigma_l2 / 0.01**2 if step_lr is None else step_lr
+    a_first, _ = _coefs(schedule, ts[0])
+    m_err, var = x_T_mean / a_first - mean, (x_T_std / a_first) ** 2
+    for sig in levels:
+        v, alpha = std**2 + sig**2, eps * sig**2 / sigma_l2
+        c = 1.0 - alpha / (2.0 * v)
+        m_err *= c**n_steps_each
+        for _ in range(n_steps_each):
+            var = c * c * var + alpha
+    gain = std**2 / (std**2 + sigma_l2)
+    return mean + gain * m_err, gain * var**0.5
+
+
 def annealed_langevin_level(denoiser, x_tilde: Tensor, t, a_t: float, s_t: float, step: float, n_steps: int,
                             generator) -> tuple[Tensor, object]:
     """n_steps of x̃ ← x̃ + (α_i/2) s(x̃, σ_i) + √α_i z at one noise level (Song & Ermon 2019, Algorithm 1,
@@ -145,7 +169,12 @@ def langevin(denoiser, x_T: Tensor, timesteps, generator=None, callback=None, pr
     The chain lags behind its shrinking target unless levels × steps are plentiful around the data's
     scale: on N(m, 0.5²) data, 50 levels spaced evenly in log-SNR (``discretization="logsnr"``) with 20
     steps each and ε = σ_L² end within 2.5% of the variance; time-uniform levels of VP schedules spend
-    most steps at noise levels far above the data's scale.
+    most steps at noise levels far above the data's scale. :func:`langevin_gaussian_moments` gives the exact
+    mean and standard deviation it ends with on Gaussian data, so the regime can be read off before sampling: a
+    level's step shrinks as σ_i² while the target's variance stays near the data's s², so the chain stops
+    contracting once σ_i falls well below s (Π_i (1 − α_i/(2(s² + σ_i²)))^(2·n_steps_each) must be small over the
+    levels below s). With 200 time-uniform levels of the linear VP schedule, 5 steps each, on N(0.7, 0.4²) it
+    ends with standard deviation 0.448 (11% too wide) however many samples are drawn; 20 steps per level give 0.417.
     """
     if step_lr is not None:
         _check_positive("langevin step_lr", step_lr)
