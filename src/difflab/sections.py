@@ -174,7 +174,8 @@ class EBMSection:
     chain_steps: int = 20       # K: Langevin steps (Gibbs sweeps for an RBM) per training step
     step_size: float = 0.01     # Langevin τ of x ← x − τ∇E + s z
     noise_scale: float | None = None  # s; None: √(2τ), Langevin's own
-    buffer: int = 10000         # persistent chains kept; 0: every chain starts from noise (short-run)
+    buffer: int = 10000         # persistent chains kept; 0: every chain starts afresh, from ``init``
+    init: str = "noise"         # where fresh chains start: noise (short-run; Nijkamp et al. 2019) or data (CD-k; Hinton 2002)
     reinit: float = 0.05        # share of chains restarted from noise
     alpha: float = 0.1          # weight of the energy-magnitude regulariser α (E⁺² + E⁻²)
     sigma: float = 0.1          # noise level of denoising score matching (the smallest, for a noise-conditional energy)

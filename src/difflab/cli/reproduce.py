@@ -10,7 +10,7 @@ HELP = "reproduce a seed paper's claim at CPU scale: table + plot in docs/result
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="one of: ddim-eta, schedules, objectives, classifier-guidance, respacing, swiss-roll, "
-                                 "low-density; "
+                                 "low-density, ebm-vs-diffusion, energy-models; "
                                  "or 'list'")
     p.add_argument("--out", default="docs/results", help="directory for <name>.md and <name>.png (default docs/results)")
     p.add_argument("--runs", default="runs/reproduce",

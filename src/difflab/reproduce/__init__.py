@@ -10,6 +10,8 @@ result agrees or disagrees with the paper) and ``<name>.png`` to an output direc
 * ``respacing``: guided diffusion's section-count respacing vs uniform respacing at 25 and 50 steps (Nichol & Dhariwal 2021, Sec. 4).
 * ``swiss-roll``: the forward and the learned reverse trajectory on the swiss roll (Sohl-Dickstein et al. 2015, Fig. 1).
 * ``low-density``: score estimates in low-density regions, Langevin vs annealed Langevin (Song & Ermon 2019, Figs. 2–3).
+* ``ebm-vs-diffusion``: an energy-based model against a diffusion model on 8 Gaussians at equal training time.
+* ``energy-models``: an RBM on MNIST with its AIS log-likelihood, Ising denoising, products of experts vs mixtures.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CLAIMS = {  # name: (module, what it reproduces)
     "respacing": ("respacing", "section-count vs uniform respacing at 25 and 50 steps (IDDPM Sec. 4)"),
     "swiss-roll": ("swiss_roll", "the swiss roll's forward and learned reverse trajectory (2015 Fig. 1)"),
     "low-density": ("low_density", "scores in low-density regions; Langevin vs annealed Langevin (NCSN Figs. 2-3)"),
+    "ebm-vs-diffusion": ("ebm_vs_diffusion", "an energy-based model vs a diffusion model on 8 Gaussians, equal time"),
+    "energy-models": ("energy_models", "RBM on MNIST with AIS, Ising denoising, products of experts vs mixtures"),
 }
 
 

@@ -141,18 +141,18 @@ def main(ctx):
 
     fig = plotting._figure(13, 8)
     axes = fig.subplots(2, 4)
-    g = torch.linspace(-9, 9, 19, dtype=torch.float64)
+    g = torch.linspace(-9, 9, 121, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    density = mixture().log_prob(grid).exp().reshape(121, 121).numpy()
     for j, sigma in enumerate(SIGMAS):
         ax = axes[0, j]
         exact = exact_score(grid, sigma)
-        est = model_score(runs[sigma], grid)
-        norm = lambda v: v / v.norm(dim=1, keepdim=True).clamp(min=1e-9)  # noqa: E731
-        ax.quiver(*grid.T.numpy(), *norm(exact).T.numpy(), color="0.6", angles="xy", label="exact")
-        ax.quiver(*grid.T.numpy(), *norm(est).T.numpy(), color="C3", angles="xy", alpha=0.8, label="estimated")
+        rel = (model_score(runs[sigma], grid) - exact).pow(2).sum(1) / exact.pow(2).sum(1).clamp(min=1e-12)
+        image = ax.imshow(rel.clamp(1e-4, 10).log10().reshape(121, 121).numpy(), origin="lower", extent=(-9, 9, -9, 9),
+                          vmin=-4, vmax=1, cmap="magma")
+        ax.contour(g.numpy(), g.numpy(), density, levels=[1e-3, 1e-2], colors="white", linewidths=0.6)
         ax.set_title("sliced SM, clean data" if sigma == 0 else f"denoising SM, σ = {sigma:g}", fontsize=9)
-        ax.set_aspect("equal")
-    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8, label="log₁₀ relative squared score error")
     for j, (label, x) in enumerate(chains.items()):
         ax = axes[1, j]
         ax.scatter(*x.T.numpy(), s=1, alpha=0.3)
@@ -161,8 +161,8 @@ def main(ctx):
         ax.set_ylim(-9, 9)
         ax.set_aspect("equal")
     axes[1, 3].axis("off")
-    fig.suptitle("Low data density (Song & Ermon 2019): score directions, exact (grey) and estimated (red), top; "
-                 "Langevin vs annealed Langevin with exact scores, bottom", fontsize=10)
+    fig.suptitle("Low data density (Song & Ermon 2019): error of the estimated score (white: the data's density "
+                 "contours), top; Langevin vs annealed Langevin with exact scores, bottom", fontsize=10)
     plotting._save_figure(fig, figure_path(ctx))
 
     names = list(pts)

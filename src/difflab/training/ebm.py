@@ -3,7 +3,8 @@
 MLP, an energy conv net or a binary RBM (:mod:`difflab.ebm.networks`).
 
 ``ebm.objective``: ``cd`` (contrastive divergence: Langevin chains on an energy network, block Gibbs sweeps on an
-RBM, from a replay buffer of ``ebm.buffer`` persistent chains or, with buffer 0, from noise), ``exact`` (Hyvärinen
+RBM, from a replay buffer of ``ebm.buffer`` persistent chains or, with buffer 0, from ``ebm.init``: noise, or the
+training examples themselves for CD-k), ``exact`` (Hyvärinen
 2005), ``sliced`` or ``sliced-vr`` (Song et al. 2019), ``denoising`` (Vincent 2011). Every random draw of a step
 (chain starts, the chains' noise, buffer picks, projections) is made for the global batch in :meth:`draw`, so a
 killed run resumes bit for bit; the buffer is checkpointed with the weights.
@@ -123,6 +124,8 @@ def validate(config: dict) -> dict:
     for key in ("chain_steps", "projections"):
         check_integer(e[key], f"ebm.{key}")
     check_integer(e["buffer"], "ebm.buffer", 0)
+    if e["init"] not in ("noise", "data"):
+        raise DifflabError(f"ebm.init (where fresh chains start) must be noise or data, got {e['init']!r}.")
     for key in ("step_size", "sigma"):
         check_number(e[key], f"ebm.{key}", positive=True)
     if e["noise_scale"] is not None:
@@ -236,8 +239,8 @@ class EBMTrainable(Trainable):
             fresh = self._noise_states(n, generator)
             if self.buffer is not None:
                 batch["slots"], start = self.buffer.starts(fresh, generator)
-            else:
-                start = fresh
+            else:  # CD-k starts each chain at its training example (Hinton 2002), short-run CD from noise
+                start = batch["x"].cpu() if e["init"] == "data" else fresh
             batch["start"], batch["ends"] = start.to(self.device), torch.empty_like(start, device=self.device)
             k = e["chain_steps"]
             if self.rbm:
