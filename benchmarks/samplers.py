@@ -40,7 +40,7 @@ PREFERRED = ("ddim", "ddpm", "euler", "heun", "dpm_solver", "dpmpp_2m", "dpmpp_3
 ADAPTIVE = ("ode",)                  # adaptive step size: reported at a few tolerances instead
 ODE_RTOLS = (1e-2, 1e-3, 1e-5)
 # Extra option sets run next to the defaults, when the sampler has that option.
-EXTRA_VARIANTS = {"plms": [{"warmup": "improved_euler"}], "langevin": [{"n_steps_each": 1}]}
+EXTRA_VARIANTS = {"plms": [{"warmup": "improved_euler"}], "langevin": [{"n_steps_each": 1}, {"n_steps_each": 20}]}
 EXACT_RTOL = 1e-6     # tolerance of the adaptive ODE solve that gives the paired reference
 SIGMA_MISMATCH = 1e-3  # a diffusers config gets a ‡ row when its timesteps' σ is off by more than this
 SEED_DIRECTIONS, SEED_NOISE, SEED_REF, SEED_FLOOR, SEED_SAMPLER, SEED_MEANS = 0, 1, 2, 100, 3, 0
@@ -346,10 +346,10 @@ def check_1d(schedule, variants, n: int, steps: int = 200):
     tol_mean, tol_std = 0.01 + 4 * 0.4 / math.sqrt(n), 0.01 + 4 * 0.4 / math.sqrt(2 * n)
     lines, failed = [], []
 
-    def judge(label, x):
+    def judge(label, x, note=""):
         m, s = x.double().mean().item(), x.double().std().item()
         ok = abs(m - 0.7) < tol_mean and abs(s - 0.4) < tol_std
-        lines.append(f"| {label} | {m:.4f} | {s:.4f} | {'ok' if ok else 'FAIL'} |")
+        lines.append(f"| {label} | {m:.4f} | {s:.4f} | {'ok' if ok else 'FAIL'}{note} |")
         if not ok:
             failed.append(label)
         return ok
@@ -362,7 +362,14 @@ def check_1d(schedule, variants, n: int, steps: int = 200):
             steps_ok = min(steps, schedule.T)
             x = samplers.sample(oracle, x_T.shape, sampler=name, steps=steps_ok, x_T=x_T.clone(),
                                 generator=torch.Generator().manual_seed(SEED_SAMPLER), **opts)
-            judge(f"difflab {label}", x)
+            note = ""
+            if name == "langevin":  # the exact chain's moments on this Gaussian: a regime, not sampling error
+                from difflab.samplers.score_sde import langevin_gaussian_moments
+
+                ts = samplers.discretize(schedule, steps_ok, "trailing")
+                _, s_exact = langevin_gaussian_moments(schedule, ts, 0.7, 0.4, **opts)
+                note = f" (the exact annealed chain ends at std {s_exact:.4f})"
+            judge(f"difflab {label}", x, note)
         except Exception as e:  # noqa: BLE001
             lines.append(f"| difflab {label} | error: {type(e).__name__}: {e} | | FAIL |")
             failed.append(f"difflab {label}")
@@ -716,7 +723,10 @@ def main() -> None:
         f"extra option sets: {EXTRA_VARIANTS}; all other options at their defaults.",
         f"* Before the tables, each diffusers scheduler and each difflab sampler ran 200 steps on the 1-D N(0.7, 0.4²) "
         f"(N = {2000 if a.quick else 20000}, standardized x_T; pass if |mean − 0.7| < {tol_m:.4f} and |std − 0.4| < {tol_s:.4f}); "
-        f"failures: {', '.join(check_failed) or 'none'}.",
+        f"failures: {', '.join(check_failed) or 'none'}. Annealed Langevin's failures are its regime, not sampling error: "
+        "its exact chain on this Gaussian (`difflab.samplers.score_sde.langevin_gaussian_moments`, a closed-form "
+        "linear-Gaussian recursion that the sampler matches, tests/test_score_sde.py) ends too wide when the levels "
+        "below the data's scale get too few steps; with 20 steps per level it passes.",
         "",
     ]
     body = header + sections + ["## Sampler overhead (denoiser excluded)", "",

@@ -174,7 +174,7 @@ def test_cd_k_from_the_data_also_trains_an_rbm(tmp_path):
 def test_cli_trains_and_samples_an_energy_based_run(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "8gaussians-ebm", "--out", str(out), "--steps", "20", "--no-progress"]) in (0, None)
-    for sampler in ("metropolis", "langevin", "mala", "hmc"):
+    for sampler in ("metropolis", "langevin", "mala", "hmc", "short-run"):
         npz = tmp_path / f"{sampler}.npz"
         code = main(["sample", str(out), "--sampler", sampler, "--steps", "5", "--num", "30", "--out", str(npz),
                      "--no-progress"])
@@ -186,6 +186,7 @@ def test_cli_trains_and_samples_an_energy_based_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--sampler", "ddim"], "sampler 'ddim' does not apply to this energy-mlp run; expected one of metropolis"),
+    (["--sampler", "gibbs"], "sampler 'gibbs' does not apply to this energy-mlp run"),
     (["--eta", "0.5"], "--eta applies to diffusion models"),
     (["--option", "step_size=0"], "step size must be a finite number > 0"),
     (["--option", "step_size=1e9", "--sampler", "langevin"], "NaN or infinite"),

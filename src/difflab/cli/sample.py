@@ -146,5 +146,6 @@ def _sample_energy(a) -> None:
     sampler = a.sampler or run.config["sample"]["sampler"]
     rate = getattr(run, "last_acceptance", None)
     accepted = f", acceptance {rate:.2f}" if rate is not None and sampler in ("metropolis", "mala", "hmc") else ""
-    print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} MCMC steps"
+    what = "Gibbs sweeps" if sampler == "gibbs" else "noise levels" if sampler == "annealed-langevin" else "MCMC steps"
+    print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} {what}"
           f"{accepted}) to {a.out}")

@@ -44,11 +44,13 @@ class EnergyRun:
         return bool(self.config["model"].get("noise_conditional"))
 
     def samplers(self) -> list[str]:
-        """``gibbs`` for an RBM; the MCMC samplers (at the smallest noise level of a noise-conditional energy), and
-        for a noise-conditional energy ``annealed-langevin`` over its levels."""
+        """``gibbs`` for an RBM; the MCMC samplers (at the smallest noise level of a noise-conditional energy),
+        ``short-run`` (the training chain itself: x ← x − τ∇E + s z with the run's ``ebm.step_size`` and
+        ``ebm.noise_scale``, clamped to [−1, 1] for images; Nijkamp et al. 2019), and for a noise-conditional energy
+        ``annealed-langevin`` over its levels."""
         if self.is_rbm:
             return ["gibbs"]
-        return list(mcmc.SAMPLERS) + (["annealed-langevin"] if self.noise_conditional else [])
+        return list(mcmc.SAMPLERS) + ["short-run"] + (["annealed-langevin"] if self.noise_conditional else [])
 
     def denoiser(self):
         """A noise-conditional energy as a denoiser on the VE schedule between its smallest and largest noise levels
@@ -90,6 +92,15 @@ class EnergyRun:
                 options["step_lr"] = step_size
             x = sample(self.denoiser(), x.shape, sampler="langevin", steps=steps, x_T=x, discretization="logsnr",
                        generator=gen, **options)
+            return self.norm.to_data(x)
+        if sampler == "short-run":
+            from .contrastive import short_run_langevin
+
+            e = self.config["ebm"]
+            noise = torch.randn((steps, *x.shape), generator=gen, dtype=dtype)
+            clamp = (-1.0, 1.0) if self.kind == "image" else None
+            x = short_run_langevin(self.model, x, noise, e["step_size"] if step_size is None else step_size,
+                                   e["noise_scale"], clamp)
             return self.norm.to_data(x)
         step_size = sc["step_size"] if step_size is None else step_size
         energy = self.model

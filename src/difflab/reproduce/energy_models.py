@@ -1,6 +1,6 @@
 """The classic energy-based models of the score-based lecture's first third, run and measured: a restricted
 Boltzmann machine on binarised MNIST (persistent CD, block Gibbs samples, log-likelihood by annealed importance
-sampling), Ising-model denoising of a binary image (ICM and Gibbs sampling; Bishop 2006, Sec. 8.3.3), and a product
+sampling), an energy conv net on 8×8 digits (short-run samples), Ising-model denoising of a binary image (ICM and Gibbs sampling; Bishop 2006, Sec. 8.3.3), and a product
 of experts (AND) against a mixture (OR) of two energies on a toy (Hinton 2002).
 """
 
@@ -48,6 +48,29 @@ def _rbm_section(ctx, lines: list[str]) -> None:
               "(the reason Tieleman's persistent chains and parallel tempering exist); the likelihood above is the "
               "model's, not its sampler's.", "",
               f"![RBM samples, 1,000 Gibbs sweeps from noise]({figure_path(ctx, '_rbm').name})", ""]
+
+
+def _digits_section(ctx, lines: list[str]) -> None:
+    from .. import checkpoint, plotting
+    from ..ebm.run import load
+    from ..training.ebm import resolve, train_ebm
+
+    path = ctx.runs / "digits-ebm"
+    if not checkpoint.list_checkpoints(path):
+        train_ebm(resolve("digits-ebm"), path, steps=100 if ctx.quick else None, seed=0)
+    run = load(path)
+    rows = []
+    for steps in (40, 200, 1000):
+        rows.append(run.sample(8, sampler="short-run", steps=steps, generator=torch.Generator().manual_seed(0)))
+    plotting.save_image_grid(torch.cat(rows), figure_path(ctx, "_digits"), nrow=8)
+    e = run.config["ebm"]
+    lines += ["## An energy conv net on 8×8 digits", "",
+              f"`digits-ebm`: contrastive divergence with {e['buffer']} persistent chains of {e['chain_steps']} steps "
+              f"x ← x − τ∇E + s z (τ = {e['step_size']}, s = {e['noise_scale']}, images clamped to [−1, 1]; the small-noise "
+              f"chains of Du & Mordatch 2019), {run.config['train']['steps']} steps. Samples by the same chain from "
+              "uniform noise after 40 (the training chains' length), 200 and 1,000 steps (rows). Short-run samples "
+              "need the chain they were trained with: Langevin's own noise √(2τ) = 0.3 per step leaves pure noise.", "",
+              f"![digits EBM samples after 40, 200, 1000 steps]({figure_path(ctx, '_digits').name})", ""]
 
 
 def _ising_section(ctx, lines: list[str]) -> None:
@@ -112,6 +135,7 @@ def _experts_section(ctx, lines: list[str]) -> None:
 def main(ctx):
     lines: list[str] = []
     _rbm_section(ctx, lines)
+    _digits_section(ctx, lines)
     _ising_section(ctx, lines)
     _experts_section(ctx, lines)
     return write_report(ctx, "Energy-based models of the lecture: RBM, Ising denoising, products of experts", lines)
