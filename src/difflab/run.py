@@ -86,7 +86,13 @@ class Run:
             denoiser = conditional_denoiser(self.denoiser, num, classes, guidance, scale, compose, classifier=network,
                                             ancestral=sampler == "ddpm")
         shape = self.shape if self.codec is None else self.codec.shape
-        x = sample_denoiser(denoiser, (num, *shape), sampler=sampler, steps=defaults["steps"] if steps is None else steps,
+        steps = defaults["steps"] if steps is None else steps
+        if options.get("discretization") == "tuned":  # times tuned for this run (difflab tune-steps; difflab.tuning)
+            from .tuning import load as load_tuned
+
+            options.pop("discretization")
+            options["timesteps"] = load_tuned(self.path, sampler, steps)
+        x = sample_denoiser(denoiser, (num, *shape), sampler=sampler, steps=steps,
                             generator=generator, x_T=x_T, device=device, progress=progress, callback=callback, **options)
         if self.codec is not None:
             x = self.codec.decode(x)

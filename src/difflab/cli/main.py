@@ -28,12 +28,13 @@ from . import (
     train_autoencoder,
     train_classifier,
     trajectory,
+    tune_steps,
     upscale,
 )
 
 #: every command, in the order ``difflab --help`` lists them
-COMMANDS = [train, reflow, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, likelihood,
-            schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
+COMMANDS = [train, reflow, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, tune_steps,
+            likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,8 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a sampler option, e.g. order=2 (dpm_solver), rtol=1e-4 (ode), snr=0.16 (pc); repeatable; "
                         "`difflab samplers` lists the samplers")
     p.add_argument("--discretization", default=None,
-                   help="times visited: trailing, leading, linspace, quadratic, karras, logsnr, sections:90,60,... "
-                        "(default: trailing for discrete schedules, logsnr for continuous ones)")
+                   help="times visited: trailing, leading, linspace, quadratic, karras, logsnr, sections:90,60,..., or "
+                        "tuned (the run's, from difflab tune-steps) (default: trailing for discrete schedules, logsnr "
+                        "for continuous ones)")
     p.add_argument("--seed", type=integer, default=0, help="seed; sample i depends on (seed, i) alone")
     p.add_argument("--batch-size", type=integer, default=1000, help="samples drawn at once")
     p.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")

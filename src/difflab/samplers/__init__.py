@@ -150,14 +150,16 @@ def prior_std(schedule) -> float:
 
 def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 50, generator: GeneratorLike = None,
            x_T: torch.Tensor | None = None, discretization: str | None = None, device=None, callback=None,
-           progress: bool = False, **sampler_options) -> torch.Tensor:
+           progress: bool = False, timesteps: Sequence | None = None, **sampler_options) -> torch.Tensor:
     """Draw samples of ``shape`` from any denoiser, in the denoiser's (model) coordinates.
 
     ``generator`` is one ``torch.Generator`` or a list of them, one per sample (then sample i
     depends on generator i alone). ``x_T`` starts from given noise instead of drawing it.
     ``discretization`` names the times visited (see :mod:`difflab.samplers.discretizations`); by
     default ``trailing`` for discrete schedules and ``logsnr`` for continuous ones, where steps uniform
-    in t leave one huge log-SNR jump at the end that the high-order solvers do not survive.
+    in t leave one huge log-SNR jump at the end that the high-order solvers do not survive. ``timesteps`` gives the
+    ``steps`` visited times themselves instead (decreasing, from the schedule's t_max; e.g. tuned ones,
+    :mod:`difflab.tuning`).
 
     On a schedule with zero terminal SNR (ᾱ_T = 0; Lin et al. 2024) a sampler whose steps divide by α_t or step in
     λ_t = −∞ starts with one DDIM step from t = T, where x̂_0 is the network's and ε̂ = x_T (Lin et al. 2024,
@@ -170,9 +172,14 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         if key not in allowed:
             raise DifflabError(f"sampler {sampler!r} has no option {key!r}; its options are {', '.join(allowed) or 'none'}.")
     schedule = denoiser.schedule
-    if discretization is None:
-        discretization = "trailing" if schedule.discrete else "logsnr"
-    timesteps = discretize(schedule, steps, discretization)
+    if timesteps is not None:
+        if discretization is not None:
+            raise DifflabError("give either a discretization or the timesteps themselves, not both.")
+        timesteps = check_timesteps(schedule, timesteps, steps)
+    else:
+        if discretization is None:
+            discretization = "trailing" if schedule.discrete else "logsnr"
+        timesteps = discretize(schedule, steps, discretization)
     if steps < _INFO[sampler]["min_steps"]:
         raise DifflabError(f"sampler {sampler!r} needs at least {_INFO[sampler]['min_steps']} steps, got {steps}.")
     shape = tuple(shape)
@@ -187,6 +194,20 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
             if timesteps is None:
                 return x_T
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
+
+
+def check_timesteps(schedule, timesteps: Sequence, steps: int) -> torch.Tensor:
+    """Given visited times as a float64 tensor: ``steps`` of them, strictly decreasing, the first the schedule's t_max,
+    all within [t_min, t_max]."""
+    ts = torch.as_tensor([float(t) for t in timesteps], dtype=torch.float64)
+    t_max, t_min = float(schedule.t_max), float(schedule.t_min)
+    if ts.ndim != 1 or len(ts) != steps:
+        raise DifflabError(f"{len(ts)} timesteps were given for {steps} steps; give one per step.")
+    if not (torch.all(ts[1:] < ts[:-1]) and abs(float(ts[0]) - t_max) < 1e-9 and float(ts[-1]) >= t_min - 1e-9):
+        raise DifflabError(f"timesteps must decrease strictly from t_max = {t_max:g} and stay >= t_min = {t_min:g}, "
+                           f"got {[round(float(t), 4) for t in ts]}.")
+    ts[0] = t_max
+    return ts
 
 
 def _step_from_zero_snr(sampler: str, denoiser, x_T: torch.Tensor, timesteps, callback):
@@ -213,4 +234,4 @@ def _step_from_zero_snr(sampler: str, denoiser, x_T: torch.Tensor, timesteps, ca
     return x, rest, moved
 
 
-__all__ = ["register", "with_capability", "check_batch_fits", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]
+__all__ = ["register", "with_capability", "check_timesteps", "check_batch_fits", "names", "get", "info", "options", "check_denoiser", "sample", "discretize", "spaced_timesteps", "step_pairs", "prior_std"]
