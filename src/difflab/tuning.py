@@ -4,7 +4,7 @@ same noise (the "direct search against a reference trajectory" of the few-step i
 al. 2024, optimises a bound on the same discretisation error instead).
 
 The S visited times are parametrised by their log-SNR gaps: with u ∈ R^S, λ_i = λ(t_max) + (λ(t_min) − λ(t_max))
-Σ_{j≤i} softmax(u)_j for i = 1..S−1 (so the times stay ordered inside the schedule, t_0 = t_max, and u = 0 is the
+Σ_{j≤i} w_j for i = 1..S−1, w = softmax(u) kept above a small floor (so the times stay ordered inside the schedule, t_0 = t_max, and u = 0 is the
 ``logsnr`` discretization). The objective is the mean squared distance, per sample, between the sampler's x̂_0 and
 the reference ODE solution (Dormand–Prince at rtol 10⁻⁵) from ``num`` draws of x_T; it starts from the best fixed
 discretization and runs Powell's derivative-free search (scipy). Tuned times are kept in the run directory
@@ -26,6 +26,8 @@ from .random import randn
 
 FILE = "tuned_steps.json"
 FIXED = ("trailing", "quadratic", "karras", "logsnr")
+#: the smallest share of the log-SNR range between two visited times (so that they stay distinct)
+MIN_GAP = 1e-3
 
 
 class _Counting:
@@ -66,7 +68,8 @@ def steps_for_nfe(denoiser, sampler: str, nfe: int, shape) -> int:
 def _times(schedule, u: torch.Tensor) -> torch.Tensor:
     lam_lo = float(schedule.lambda_(torch.tensor(float(schedule.t_max), dtype=torch.float64)))
     lam_hi = float(schedule.lambda_(torch.tensor(float(schedule.t_min), dtype=torch.float64)))
-    frac = torch.cumsum(torch.softmax(u, 0), 0)[:-1]
+    weights = (torch.softmax(u, 0) + MIN_GAP) / (1.0 + MIN_GAP * u.numel())  # every gap at least MIN_GAP/(1 + S·MIN_GAP)
+    frac = torch.cumsum(weights, 0)[:-1]
     lam = lam_lo + (lam_hi - lam_lo) * frac
     ts = torch.cat([torch.tensor([float(schedule.t_max)], dtype=torch.float64), schedule.t_from_lambda(lam)])
     return ts
