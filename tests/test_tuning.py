@@ -97,4 +97,4 @@ def test_cli_tunes_a_run_and_samples_with_its_times(train_toy, capsys, tmp_path)
                  "--out", str(tmp_path / "t.npz"), "--no-progress"])
     assert code == 2 and "no tuned steps for sampler 'ddim' at 5 steps" in capsys.readouterr().err
     assert main(["tune-steps", "mnist", "--nfe", "4"]) == 2
-    assert "export it to a directory of your own" in capsys.readouterr().err
+    assert "is a shipped model, which is read-only; copy its directory" in capsys.readouterr().err

@@ -34,8 +34,8 @@ def execute(a) -> None:
     if a.max_evaluations < 1:
         raise error(f"--max-evaluations must be a positive integer, got {a.max_evaluations}.")
     if not Path(a.run).is_dir() and pretrained.shipped_path(a.run) is not None:
-        raise error(f"{a.run!r} is a shipped model; export it to a directory of your own first "
-                    f"(difflab export {a.run} --out DIR) and tune that.")
+        raise error(f"{a.run!r} is a shipped model, which is read-only; copy its directory "
+                    f"{str(pretrained.shipped_path(a.run))!r} to one of your own and tune that.")
     run = load(a.run)
     if not os.access(run.path, os.W_OK):
         raise error(f"cannot save tuned steps: {str(run.path)!r} is not writable.")
