@@ -61,11 +61,15 @@ class DiffusionTrainable(Trainable):
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
 
+    def dataset(self):
+        """The training data (a :class:`~difflab.data.Dataset`): the config's data section, loaded."""
+        d = self.config["data"]
+        return load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"], num=d["num"],
+                            seed=self.config["seed"])
+
     def setup(self, device: torch.device) -> int:
-        config, seed = self.config, self.config["seed"]
-        d = config["data"]
-        dataset = load_dataset(d["name"], root=d["root"], image_size=d["image_size"], channels=d["channels"], num=d["num"],
-                               seed=seed)
+        config = self.config
+        dataset = self.dataset()
         known = self.record.get("normalization") or config.get("normalization")  # older runs kept it in the config
         self.norm = Normalization.from_config(known) if known else Normalization.fit(dataset.kind, dataset.data)
         self.record["normalization"] = self.norm.to_config()
