@@ -122,3 +122,21 @@ def test_check_steps(frm, to, ok):
             check_steps(frm, to)
     else:
         assert check_steps(frm, to) == ok
+
+
+def test_cli_distills_and_samples(train_toy, tmp_path, capsys):
+    from difflab.cli.main import main
+
+    teacher = train_toy("8gaussians", 60)
+    out = tmp_path / "pd"
+    assert main(["distill", str(teacher), "--to", "2", "--from", "4", "--out", str(out), "--steps", "10",
+                 "--no-progress"]) in (0, None)
+    assert "distilled into" in capsys.readouterr().out
+    npz = tmp_path / "s.npz"
+    assert main(["sample", str(out / "round-2"), "--num", "20", "--out", str(npz), "--no-progress"]) in (0, None)
+    assert np.load(npz)["samples"].shape == (20, 2)
+    assert main(["distill", str(teacher), "--to", "3", "--from", "8", "--out", str(tmp_path / "bad")]) == 2
+    assert "power-of-two fraction" in capsys.readouterr().err
+    flow = train_toy("8gaussians-flow", 10, name="flow")
+    assert main(["distill", str(flow), "--to", "2", "--from", "8", "--out", str(tmp_path / "f")]) == 2
+    assert "continuous schedule 'flow'" in capsys.readouterr().err

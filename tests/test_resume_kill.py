@@ -228,3 +228,37 @@ def test_resume_before_the_first_checkpoint_starts_over(cfg, tmp_path):
     train(None, out, resume=True, progress=False, device="cpu", log=lines.append)
     assert "holds no checkpoint yet; starting it from step 0" in lines[0]
     _assert_same_run(straight, out)
+
+
+def test_distillation_rounds_killed_and_resumed_end_bit_for_bit(cfg, tmp_path):
+    """difflab distill (two rounds, 4 → 2 → 1 steps) killed at random moments and rerun with --resume ends with the
+    same weights and logs in every round as an uninterrupted run."""
+    teacher = tmp_path / "teacher"
+    done = subprocess.run(_cmd(cfg, teacher), env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    def distill_cmd(out):
+        return [sys.executable, "-m", "difflab", "distill", str(teacher), "--to", "1", "--from", "4", "--out", str(out),
+                "--steps", "24", "--resume", "--no-progress", "--device", "cpu"]
+
+    ref = tmp_path / "straight"
+    done = subprocess.run(distill_cmd(ref), env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out, rng, kills = tmp_path / "killed", random.Random(7), 0
+    for _ in range(4):
+        proc = subprocess.Popen(distill_cmd(out), env=_env(DIFFLAB_TEST_SLOW_SAVE="0.02"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + rng.uniform(1.5, 4.0)
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read()
+        proc.stderr.close()
+    final = subprocess.run(distill_cmd(out), env=_env(), capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert kills >= 2
+    for name in ("round-2", "round-1"):
+        _assert_same_run(ref / name, out / name)

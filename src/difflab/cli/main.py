@@ -13,6 +13,7 @@ import sys
 from . import (
     demo,
     denoise,
+    distill,
     evaluate,
     export,
     inpaint,
@@ -33,7 +34,7 @@ from . import (
 )
 
 #: every command, in the order ``difflab --help`` lists them
-COMMANDS = [train, reflow, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, tune_steps,
+COMMANDS = [train, reflow, distill, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, tune_steps,
             likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
 
 
