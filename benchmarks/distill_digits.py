@@ -89,25 +89,33 @@ def main() -> None:
              f"teacher {t_teacher:.0f} s (0 if reused), distillation {t_distill:.0f} s, tuning {t_tune:.0f} s "
              f"({a.tune_num} draws, {a.tune_evaluations} sampler runs). CPU, 2 cores.", "",
              f"FD[digits-classifier] of {N} samples against the first {N} digits, mean ± sd over sampling seeds "
-             f"{list(SEEDS)}; real-vs-real floor (800 other digits): **{f0:.2f}**.", "",
+             f"{list(SEEDS)}; real-vs-real floor (800 other digits): **{f0:.2f}**. The models trained on all 1,797 "
+             "digits, the reference images included (the set has no held-out split), so a good model lies *below* "
+             "this floor: read the rows against each other (the sd is the sampling noise), not against the floor.", "",
              "| sampler / model | NFE | FD (mean ± sd) | excess over the floor |", "|---|---|---|---|"]
-    results = {}
+    results, sds = {}, {}
     for label, run, kw in rows:
         vals = [fd(draw(run, s, **kw)) for s in SEEDS]
         m, sd = statistics.mean(vals), statistics.stdev(vals)
-        results[label] = m
+        results[label], sds[label] = m, sd
         nfe = kw["steps"] * (1 if kw["sampler"] in ("ddim", "dpmpp_2m") else 2)
         lines.append(f"| {label} | {nfe} | {m:.2f} ± {sd:.2f} | {m - f0:+.2f} |")
         print(label, m, sd, flush=True)
     t50 = results["teacher, DDIM 64 steps"]
     s4 = results["distilled student, DDIM 4 steps"]
+    fixed4 = {k: v for k, v in results.items() if k.startswith("teacher") and "tuned" not in k and "64" not in k}
+    best_fixed = min(fixed4, key=fixed4.get)
+    sd = {label: sds[label] for label in sds}
     lines += ["", "## Against the targets", "",
-              f"* Distilled 4-step student vs the teacher at 64 steps: FD {s4:.2f} vs {t50:.2f} = {s4 / t50:.2f}× "
-              f"(target ≤ 1.5× of the teacher at 50 steps; here 64, the nearest power of two; "
-              f"{'met' if s4 <= 1.5 * t50 else 'NOT met'}).",
-              f"* Tuned times at 4 NFE vs the best fixed discretization at 4 NFE (excess over the floor): "
-              f"{results['teacher, DPM-Solver++(2M) 4 steps, tuned times'] - f0:.2f} vs "
-              f"{min(results[k] for k in results if k.startswith('teacher, DPM') and 'tuned' not in k) - f0:.2f}."]
+              f"* Distilled 4-step student vs the teacher at 64 steps: FD {s4:.2f} ± {sd['distilled student, DDIM 4 steps']:.2f} "
+              f"vs {t50:.2f} ± {sd['teacher, DDIM 64 steps']:.2f} = {s4 / t50:.2f}× (target ≤ 1.5× of the teacher at "
+              f"50 steps; here 64, the nearest power of two): "
+              + ("met, and the gap to 1.5× exceeds the sampling sd." if 1.5 * t50 - s4 > 2 * sd["distilled student, DDIM 4 steps"]
+                 else "met at the mean, but within the sampling noise: not resolved." if s4 <= 1.5 * t50 else "NOT met."),
+              f"* At 4 NFE: tuned times (dpmpp_2m) {results['teacher, DPM-Solver++(2M) 4 steps, tuned times']:.2f} ± "
+              f"{sd['teacher, DPM-Solver++(2M) 4 steps, tuned times']:.2f} vs the best fixed choice ({best_fixed}) "
+              f"{fixed4[best_fixed]:.2f} ± {sd[best_fixed]:.2f}; the distilled student {s4:.2f}.",
+              "* One teacher, one distillation run: training-seed variation is not measured here."]
     write_table("distill_digits.md", "Progressive distillation and tuned steps on digits (CPU)", lines)
 
 
