@@ -49,6 +49,16 @@ def training_arguments(t: argparse.ArgumentParser, config_help: str) -> None:
                    help="stop after M minutes with a checkpoint, to continue with --resume")
 
 
+def long_run_arguments(t: argparse.ArgumentParser, resume_help: str) -> None:
+    """The options of a command that trains after its own setup (reflow, distill): --resume, --device,
+    --no-progress, --max-minutes."""
+    t.add_argument("--resume", action="store_true", help=resume_help)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes with a checkpoint, to continue with --resume")
+
+
 def check_resumable(a) -> None:
     """``--resume`` needs a run directory to continue."""
     from pathlib import Path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import integer
+from ._args import integer, long_run_arguments
 
 NAME = "distill"
 HELP = "distill a model into one that samples in fewer steps (progressive distillation, Salimans & Ho 2022)"
@@ -21,11 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=integer, default=2000, help="training steps per round (default 2000)")
     p.add_argument("--parameterization", default="v", choices=["v", "x0", "eps"],
                    help="the students' output (default v: ε cannot make large steps where α_t → 0)")
-    p.add_argument("--resume", action="store_true", help="keep the finished rounds in --out and continue the next")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                   help="stop after M minutes with a checkpoint, to continue with --resume")
+    long_run_arguments(p, "keep the finished rounds in --out and continue the next")
     p.epilog = ("Salimans & Ho 2022, Algorithm 2. Each round is an ordinary run: sample the last one with "
                 "`difflab sample OUT/round-N --steps N` (DDIM, trailing times).")
 

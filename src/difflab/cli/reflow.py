@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import check_resumable, integer
+from ._args import check_resumable, integer, long_run_arguments
 
 NAME = "reflow"
 HELP = "straighten a flow model: train on (noise, ODE sample) pairs it draws (rectified flow)"
@@ -21,11 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ode-steps", type=integer, default=None, metavar="K",
                    help="steps of that sampler per pair (default: the teacher's sample.steps)")
     p.add_argument("--seed", type=integer, default=None, help="random seed of pairs and training (default: the teacher's)")
-    p.add_argument("--resume", action="store_true", help="continue the reflow run in --out (same pairs)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:<i> or mps (default: cuda when available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
-                   help="stop after M minutes with a checkpoint, to continue with --resume")
+    long_run_arguments(p, "continue the reflow run in --out (same pairs)")
     p.epilog = ("Liu et al. 2023, 'Flow Straight and Fast', Algorithm 1. The reflowed model starts from the teacher's "
                 "weights; at the end the run's log and straightness.json give the straightness of both models' paths.")
 
