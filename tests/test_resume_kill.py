@@ -64,6 +64,21 @@ def _assert_same_run(a, b):
     assert _log(a) == _log(b)
 
 
+def _wait_at_most(proc, seconds):
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _kill(proc) -> int:
+    """SIGKILL the process if it still runs and wait for it; 1 if it was killed, else 0."""
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    return int(killed)
+
+
 def _temp_dirs(out):
     try:
         return {e.name for e in os.scandir(out) if e.name.startswith(".ckpt-")}
@@ -94,13 +109,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_for_bit(cfg, tmp_path):
                     time.sleep(0.002)
                 time.sleep(rng.uniform(0.0, 0.05))
             else:  # kill at a random time: while starting, training, saving or sampling
-                deadline = time.monotonic() + rng.uniform(1.0, 5.0)
-                while proc.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=60)
+                _wait_at_most(proc, rng.uniform(1.0, 5.0))
+            kills += _kill(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -248,13 +258,8 @@ def test_distillation_rounds_killed_and_resumed_end_bit_for_bit(cfg, tmp_path):
     for _ in range(4):
         proc = subprocess.Popen(distill_cmd(out), env=_env(DIFFLAB_TEST_SLOW_SAVE="0.02"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + rng.uniform(1.5, 4.0)
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+        _wait_at_most(proc, rng.uniform(1.5, 4.0))
+        kills += _kill(proc)
         assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read()
         proc.stderr.close()
     final = subprocess.run(distill_cmd(out), env=_env(), capture_output=True, text=True, timeout=120)

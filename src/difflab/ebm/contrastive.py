@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DifflabError
-from .mcmc import evaluate
+from .mcmc import evaluate, langevin_step
 
 Tensor = torch.Tensor
 
@@ -30,11 +30,10 @@ def short_run_langevin(energy, x: Tensor, noise: Tensor, step_size: float, noise
     (unadjusted Langevin, :func:`difflab.ebm.mcmc.langevin_step`) unless ``noise_scale`` is given (Du & Mordatch
     2019 and Nijkamp et al. 2020 use a smaller noise than Langevin's, trading the sampler's law for short-run
     sharpness); ``clamp`` keeps images in range. Returns the chain's end, detached."""
-    s = (2.0 * step_size) ** 0.5 if noise_scale is None else noise_scale
     x = x.detach()
     for k in range(noise.shape[0]):
         _, grad = evaluate(lambda v: -energy(v), x, k, grad=True)  # ∇ log p = −∇E
-        x = x + step_size * grad + s * noise[k]
+        x = langevin_step(x, grad, step_size, noise[k], noise_scale)
         if clamp is not None:
             x = x.clamp(*clamp)
     return x.detach()

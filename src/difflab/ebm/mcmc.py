@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_integer
 from ..errors import DifflabError
 from ..random import randn
 
@@ -42,8 +43,7 @@ def check_step(name: str, value) -> float:
 
 
 def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise DifflabError(f"the number of MCMC steps must be an integer >= 1, got {steps!r}.")
+    check_integer(steps, "steps")
     return steps
 
 
@@ -95,10 +95,12 @@ def metropolis(log_prob: LogProb, x: Tensor, steps: int, step_size: float, gener
     return Chain(x.detach(), accepted / steps, lp, trace)
 
 
-def langevin_step(x: Tensor, grad: Tensor, step_size: float, z: Tensor) -> Tensor:
+def langevin_step(x: Tensor, grad: Tensor, step_size: float, z: Tensor, noise_scale: float | None = None) -> Tensor:
     """One step of the Langevin diffusion discretized by Euler–Maruyama (Roberts & Tweedie 1996, Eq. 1.2):
-    x' = x + τ ∇log p(x) + √(2τ) z. (Song & Ermon 2019 write it with α = 2τ: x + (α/2) ∇log p + √α z.)"""
-    return x + step_size * grad + math.sqrt(2.0 * step_size) * z
+    x' = x + τ ∇log p(x) + √(2τ) z. (Song & Ermon 2019 write it with α = 2τ: x + (α/2) ∇log p + √α z.)
+    ``noise_scale`` replaces √(2τ) (the small-noise short-run chains of Du & Mordatch 2019, which trade the
+    sampler's law for sharpness)."""
+    return x + step_size * grad + (math.sqrt(2.0 * step_size) if noise_scale is None else noise_scale) * z
 
 
 def langevin(log_prob: LogProb, x: Tensor, steps: int, step_size: float, generator=None) -> Chain:
@@ -151,8 +153,7 @@ def hmc(log_prob: LogProb, x: Tensor, steps: int, step_size: float, generator=No
     and reversible, so the acceptance step leaves p(x) invariant; its energy error grows as ε², so the acceptance
     rate falls as the step size grows."""
     eps = check_step("hmc", step_size)
-    if isinstance(leapfrog_steps, bool) or not isinstance(leapfrog_steps, int) or leapfrog_steps < 1:
-        raise DifflabError(f"hmc leapfrog_steps must be an integer >= 1, got {leapfrog_steps!r}.")
+    check_integer(leapfrog_steps, "hmc leapfrog_steps")
     lp, g = evaluate(log_prob, x, 0, grad=True)
     accepted, trace = 0.0, []
     for k in range(1, _check_steps(steps) + 1):

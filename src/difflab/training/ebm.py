@@ -134,13 +134,9 @@ def validate(config: dict) -> dict:
         check_number(e["noise_scale"], "ebm.noise_scale")
     check_number(e["alpha"], "ebm.alpha")
     check_number(e["reinit"], "ebm.reinit", high=1)
-    for key in ("steps", "batch_size", "log_every", "keep", "num_samples", "eval_num"):
+    LoopOptions.from_section(tr)  # the keys the loop reads, checked where the loop checks them
+    for key in ("num_samples", "eval_num"):
         check_integer(tr[key], f"train.{key}")
-    for key in ("warmup", "sample_every", "save_every"):
-        check_integer(tr[key], f"train.{key}", 0)
-    check_number(tr["lr"], "train.lr", positive=True)
-    check_number(tr["ema_decay"], "train.ema_decay", high=1)
-    check_number(tr["grad_clip"], "train.grad_clip", why="0 turns clipping off")
     check_number(tr["weight_decay"], "train.weight_decay")
     allowed = ["gibbs"] if m["type"] == "rbm" else \
         list(mcmc.SAMPLERS) + ["short-run"] + (["annealed-langevin"] if conditional else [])
