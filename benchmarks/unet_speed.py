@@ -71,49 +71,11 @@ def build_difflab(cfg: dict) -> torch.nn.Module:
 
 
 def diffusers_kwargs(cfg: dict) -> dict:
-    """``UNet2DModel`` arguments for the same architecture as difflab's ``UNet(**cfg)``."""
-    c, mult = cfg["base_channels"], cfg["channel_mult"]
-    res = [cfg["image_size"] // 2**lvl for lvl in range(len(mult))]
-    attn = [r in cfg["attention_resolutions"] for r in res]
-    # difflab's GroupNorm uses min(groups, channels) groups; diffusers uses norm_num_groups everywhere,
-    # so the two agree only when every normalised channel count is >= groups
-    if min(c * m for m in mult) < cfg["groups"]:
-        raise ValueError("a level has fewer channels than 'groups': diffusers would normalise it differently")
-    adm = {k: cfg[k] for k in ("num_head_channels", "resblock_updown", "scale_shift_norm", "rescale_residuals")
-           if cfg.get(k)}
-    if adm:
-        raise ValueError(f"the comparison is for the DDPM layout; these ADM options are not mapped: {adm}")
-    if cfg["num_heads"] != 1:
-        raise ValueError("one attention head expected (attention_head_dim=None gives one head per block in diffusers)")
-    return dict(
-        sample_size=cfg["image_size"],
-        in_channels=cfg["in_channels"],
-        out_channels=cfg["out_channels"] or cfg["in_channels"],
-        block_out_channels=tuple(c * m for m in mult),
-        layers_per_block=cfg["num_res_blocks"],  # diffusers puts layers_per_block + 1 resnets in each up block, as difflab
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
-        mid_block_type="UNetMidBlock2D",
-        add_attention=True,                    # the middle block's attention
-        attention_head_dim=None,               # None: head dim = block channels, i.e. one head
-        norm_num_groups=cfg["groups"],
-        norm_eps=1e-6,
-        act_fn="silu",
-        time_embedding_type="positional",
-        time_embedding_dim=4 * c,
-        flip_sin_to_cos=True,                  # [cos, sin], as difflab.models.embedding
-        freq_shift=0,                          # frequencies exp(-log(1e4) i / half), as difflab
-        downsample_type="conv",
-        downsample_padding=1,
-        upsample_type="conv",
-        resnet_time_scale_shift="default",
-        mid_block_scale_factor=1,
-        dropout=cfg["dropout"],
-        center_input_sample=False,
-        # difflab's class conditioning: Embedding(K + 1, 4C) (index K = the null label) added to the
-        # time embedding before the SiLU; diffusers' num_class_embeds does the same
-        num_class_embeds=cfg["num_classes"] + 1 if cfg.get("num_classes") else None,
-    )
+    """``UNet2DModel`` arguments for the same architecture as difflab's ``UNet(**cfg)``: the config that
+    ``difflab export --format diffusers`` writes (:func:`difflab.formats.diffusers.unet_config`)."""
+    from difflab.formats.diffusers import unet_config
+
+    return {k: v for k, v in unet_config(cfg).items() if not k.startswith("_")}
 
 
 def build_diffusers(cfg: dict) -> torch.nn.Module:
@@ -122,55 +84,12 @@ def build_diffusers(cfg: dict) -> torch.nn.Module:
     return UNet2DModel(**diffusers_kwargs(cfg))
 
 
-def _res_keys(src: str, dst: str) -> list[tuple[str, str]]:
-    return [(f"{src}.{a}", f"{dst}.{b}") for a, b in (
-        ("norm1", "norm1"), ("conv1", "conv1"), ("emb_proj", "time_emb_proj"), ("norm2", "norm2"),
-        ("conv2", "conv2"), ("skip", "conv_shortcut"))]
-
-
 def to_diffusers_state_dict(cfg: dict, sd: dict) -> dict:
-    """difflab U-Net weights renamed (and q/k/v split) for the matching ``UNet2DModel``."""
-    pairs = [("time_embed.0", "time_embedding.linear_1"), ("time_embed.2", "time_embedding.linear_2"),
-             ("conv_in", "conv_in"), ("norm_out", "conv_norm_out"), ("conv_out", "conv_out"),
-             ("class_embed", "class_embedding")]
-    attn = []  # (difflab prefix, diffusers prefix)
-    levels, nrb = len(cfg["channel_mult"]), cfg["num_res_blocks"]
-    i = 0
-    for lvl in range(levels):
-        for j in range(nrb):
-            pairs += _res_keys(f"down.{i}.res", f"down_blocks.{lvl}.resnets.{j}")
-            attn.append((f"down.{i}.attn", f"down_blocks.{lvl}.attentions.{j}"))
-            i += 1
-        if lvl != levels - 1:
-            pairs.append((f"down.{i}.conv", f"down_blocks.{lvl}.downsamplers.0.conv"))
-            i += 1
-    pairs += _res_keys("mid.res", "mid_block.resnets.0") + _res_keys("mid2", "mid_block.resnets.1")
-    attn.append(("mid.attn", "mid_block.attentions.0"))
-    i = 0
-    for k in range(levels):
-        for j in range(nrb + 1):
-            pairs += _res_keys(f"up.{i}.res", f"up_blocks.{k}.resnets.{j}")
-            attn.append((f"up.{i}.attn", f"up_blocks.{k}.attentions.{j}"))
-            pairs.append((f"up.{i}.up.conv", f"up_blocks.{k}.upsamplers.0.conv"))
-            i += 1
-    for src, dst in attn:
-        pairs += [(f"{src}.norm", f"{dst}.group_norm"), (f"{src}.proj_out", f"{dst}.to_out.0")]
-    out, used = {}, set()
-    for src, dst in pairs:
-        for p in ("weight", "bias"):
-            if f"{src}.{p}" in sd:
-                out[f"{dst}.{p}"] = sd[f"{src}.{p}"]
-                used.add(f"{src}.{p}")
-    for src, dst in attn:
-        for p in ("weight", "bias"):
-            if f"{src}.qkv.{p}" in sd:
-                q, k, v = sd[f"{src}.qkv.{p}"].chunk(3, dim=0)
-                out.update({f"{dst}.to_q.{p}": q, f"{dst}.to_k.{p}": k, f"{dst}.to_v.{p}": v})
-                used.add(f"{src}.qkv.{p}")
-    missing = sorted(set(sd) - used)
-    if missing:
-        raise KeyError(f"difflab weights not mapped: {missing[:5]}")
-    return out
+    """difflab U-Net weights for the matching ``UNet2DModel`` (:func:`difflab.formats.diffusers.unet_weights`): the
+    diffusers network told timestep k computes difflab's at t = k + 1."""
+    from difflab.formats.diffusers import unet_weights
+
+    return unet_weights(cfg, sd)
 
 
 def equivalence(cfg: dict) -> tuple[float, float]:
@@ -184,7 +103,7 @@ def equivalence(cfg: dict) -> tuple[float, float]:
     theirs.load_state_dict(to_diffusers_state_dict(cfg, ours.state_dict()), strict=True)
     x, t, y = inputs(cfg)
     with torch.no_grad():
-        a, b = ours(x, t, y), theirs(x, t, y).sample
+        a, b = ours(x, t, y), theirs(x, t - 1, y).sample  # diffusers' timestep k is difflab's t = k + 1
     return float((a - b).abs().max()), float(a.abs().max())
 
 

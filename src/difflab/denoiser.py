@@ -306,3 +306,67 @@ def build_denoiser(model: torch.nn.Module, config: dict) -> ModelDenoiser:
         clip = (-c, c) if c and config["sample"]["clip"] else None
     return ModelDenoiser(model, schedule, diff["parameterization"], clip_x0=clip,
                          learned_variance=diff["learned_variance"], sigma_data=diff["sigma_data"])
+
+
+#: what a wrapped function is told as its time (:func:`from_callable`)
+TIME_CONVENTIONS = ("t", "index", "sigma")
+
+
+class _Timed:
+    """A function ``fn(x, time[, labels])`` told its time in its own convention instead of difflab's t."""
+
+    def __init__(self, fn, schedule: Schedule, time: str):
+        self.fn, self.schedule, self.time = fn, schedule, time
+
+    def __call__(self, x: Tensor, t: Tensor, *labels) -> Tensor:
+        if self.time == "index":
+            t = t - 1
+        elif self.time == "sigma":
+            a, s = process.alpha_sigma64(self.schedule, t.double().cpu(), t)
+            t = (s / a).to(device=x.device, dtype=x.dtype).flatten()
+        out = self.fn(x, t, *labels)
+        if not isinstance(out, Tensor) or out.shape[0] != x.shape[0] or out.shape[2:] != x.shape[2:]:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise DifflabError(f"the wrapped function must return a tensor shaped like its input {tuple(x.shape)}, "
+                               f"got {got}.")
+        return out
+
+
+def from_callable(fn, schedule: Schedule | str = "linear", parameterization: str = "eps", time: str = "t",
+                  clip_x0: tuple[float, float] | None = None, labels: Tensor | int | None = None,
+                  T: int = 1000) -> ModelDenoiser:
+    """A :class:`ModelDenoiser` around any network or function ``fn(x_t, time[, labels]) -> prediction``, so every
+    sampler, guidance method, editing task and likelihood of difflab runs on it (as k-diffusion's ``external.py``
+    wrappers bring foreign networks to its samplers).
+
+    ``schedule``: the :class:`~difflab.schedules.Schedule` ``fn`` was trained with, or a name for
+    :func:`difflab.schedules.get` with ``T`` steps. ``parameterization``: what ``fn`` predicts (``eps``, ``x0``, ``v``,
+    ``score``). ``time``: what ``fn`` is told: ``t`` (difflab's timestep 1..T, or the continuous t), ``index`` (the
+    table index t − 1 of diffusers' schedulers and of the DDPM/ADM reference code), or ``sigma`` (σ_t/α_t, the noise
+    level of k-diffusion and EDM; ``fn`` still gets the variance-preserving x_t). ``clip_x0``: clamp x̂_0 into a range
+    (images: (−1, 1)). ``labels``: passed to ``fn`` as its third argument when given.
+
+    Example — a diffusers ``UNet2DModel`` trained with the DDPM linear schedule, sampled by difflab's DPM-Solver++::
+
+        unet = diffusers.UNet2DModel.from_pretrained(folder)
+        den = difflab.denoiser.from_callable(lambda x, k: unet(x, k).sample, "linear", "eps", time="index",
+                                             clip_x0=(-1, 1))
+        x0 = difflab.samplers.sample(den, (4, 3, 32, 32), sampler="dpmpp_2m", steps=20)
+    """
+    from . import schedules
+
+    if not callable(fn):
+        raise DifflabError(f"from_callable needs a function or network, got {type(fn).__name__}.")
+    if time not in TIME_CONVENTIONS:
+        raise DifflabError(f"unknown time convention {time!r}; expected one of {', '.join(TIME_CONVENTIONS)}.")
+    if isinstance(schedule, str):
+        schedule = schedules.get(schedule, T)
+    if not hasattr(schedule, "alpha") or not hasattr(schedule, "model_time"):
+        raise DifflabError(f"schedule must be a difflab schedule or its name, got {type(schedule).__name__}.")
+    if time in ("index", "sigma") and not getattr(schedule, "discrete", False):
+        raise DifflabError(f"time={time!r} is defined for discrete schedules (t = 1..T); a continuous one tells "
+                           "the function its t.")
+    if parameterization not in process.PARAMETERIZATIONS:
+        raise DifflabError(f"unknown parameterization {parameterization!r}; a wrapped function predicts one of "
+                           f"{', '.join(process.PARAMETERIZATIONS)}.")
+    return ModelDenoiser(_Timed(fn, schedule, time), schedule, parameterization, clip_x0=clip_x0, labels=labels)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import DifflabError
@@ -46,8 +44,8 @@ def _sha256(path: Path) -> str:
 def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: str = "") -> Path:
     """Write the ``weights`` (ema or model) of a run's newest valid checkpoint as an exported model
     in ``out``, atomically (a temporary directory renamed into place). Returns ``out``."""
-    from .io import _fsync_dir
     from . import checkpoint
+    from .io import atomic_directory
 
     run_dir, out = Path(run_dir), Path(out)
     if out.exists():
@@ -59,23 +57,13 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
         raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).")
     ckpt = checkpoint.latest_valid(run_dir)
     state = json.loads((ckpt / "state.json").read_text())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         shutil.copyfile(ckpt / f"{weights}.safetensors", tmp / WEIGHTS)
         shutil.copyfile(config_path, tmp / "config.json")
         if (run_dir / checkpoint.RECORD).exists():  # what training measured, beside the config
             shutil.copyfile(run_dir / checkpoint.RECORD, tmp / checkpoint.RECORD)
         meta = {"step": state["step"], "weights": weights, "sha256": _sha256(tmp / WEIGHTS), "notes": notes}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
-        for p in tmp.iterdir():
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, out)
-        _fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -101,3 +89,38 @@ def read_exported(path: str | Path) -> tuple[dict, dict, int]:
     from . import checkpoint
 
     return checkpoint.with_record(config, checkpoint.read_record(path)), tensors, int(meta.get("step", 0))
+
+
+def read_model(path: str | Path, weights: str = "ema") -> tuple[Path, dict, dict, int, Path]:
+    """(directory, config with defaults, weights, step, where the weights lie) of a diffusion model: the newest valid
+    checkpoint of a run directory (``weights``: "ema" or "model"), an exported model directory, or the name of a
+    shipped model (:func:`names`)."""
+    from . import checkpoint
+    from .config import with_defaults
+
+    if weights not in ("ema", "model"):
+        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
+    path = Path(path)
+    if not path.is_dir() and shipped_path(str(path)) is not None:
+        path = shipped_path(str(path))
+    if not path.is_dir():
+        shipped = ", ".join(names()) or "none installed"
+        raise DifflabError(f"run directory {str(path)!r} does not exist, and it is not the name of a "
+                           f"pretrained model ({shipped}).")
+    if is_exported(path) and not checkpoint.list_checkpoints(path):
+        config, state, step = read_exported(path)
+        config, where = with_defaults(config), path / WEIGHTS
+    else:
+        if not (path / "config.json").is_file() and not checkpoint.list_checkpoints(path):
+            raise DifflabError(f"{str(path)!r} is neither a difflab run (config.json and checkpoints), an exported "
+                               "difflab model (model.safetensors and model.json) nor a diffusers model folder "
+                               "(model_index.json, or config.json with scheduler_config.json).")
+        config = with_defaults(checkpoint.read_config(path))
+        where = checkpoint.latest_valid(path)
+        state = checkpoint.load_tensors(where, weights)
+        step = json.loads((where / "state.json").read_text())["step"]
+    for section in ("data", "model", "diffusion", "sample", "normalization"):
+        if not isinstance(config.get(section), dict):
+            raise DifflabError(f"the config of {str(path)!r} lacks its {section!r} section (a mapping); it is not a "
+                               "complete diffusion run.")
+    return path, config, state, step, where

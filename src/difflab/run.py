@@ -221,33 +221,17 @@ def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device =
     """Load a model: the newest valid checkpoint of a run directory (``weights``: "ema" or
     "model"), an exported model directory, or the name of a shipped pretrained model
     (:func:`difflab.pretrained.names`)."""
-    from . import pretrained
-    from .config import with_defaults
-    from .denoiser import build_network
     from . import checkpoint
+    from .denoiser import build_network
+    from .formats import diffusers as diffusers_format
+    from .pretrained import read_model
 
     if weights not in ("ema", "model"):
         raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir() and pretrained.shipped_path(str(run_dir)) is not None:
-        run_dir = pretrained.shipped_path(str(run_dir))
-    if not run_dir.is_dir():
-        shipped = ", ".join(pretrained.names()) or "none installed"
-        raise DifflabError(f"run directory {str(run_dir)!r} does not exist, and it is not the name of a "
-                           f"pretrained model ({shipped}).")
-    if pretrained.is_exported(run_dir) and not checkpoint.list_checkpoints(run_dir):
-        config, state, step = pretrained.read_exported(run_dir)
-        config = with_defaults(config)
-        where = run_dir / pretrained.WEIGHTS
+    if diffusers_format.is_model_folder(run_dir):  # a diffusers UNet2DModel with its scheduler config
+        run_dir, config, state, step, where = diffusers_format.read_folder(run_dir)
     else:
-        config = with_defaults(checkpoint.read_config(run_dir))
-        where = checkpoint.latest_valid(run_dir)
-        state = checkpoint.load_tensors(where, weights)
-        step = json.loads((where / "state.json").read_text())["step"]
-    for section in ("data", "model", "diffusion", "sample", "normalization"):
-        if not isinstance(config.get(section), dict):
-            raise DifflabError(f"the config of {str(run_dir)!r} lacks its {section!r} section (a mapping); it is not a "
-                               "complete diffusion run.")
+        run_dir, config, state, step, where = read_model(run_dir, weights)
     model = build_network(config)
     checkpoint.load_into(model, state, where)
     codec = None

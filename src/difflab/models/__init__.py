@@ -13,6 +13,7 @@ from torch import nn
 
 from difflab.errors import DifflabError
 from difflab.models.embedding import timestep_embedding
+from difflab.models.foreign import DiffusersUNet
 from difflab.models.mlp import MLP
 from difflab.models.options import signature_defaults
 from difflab.models.text_unet import TextConditionedUNet
@@ -20,13 +21,16 @@ from difflab.models.unet import UNet
 
 __all__ = ["MLP", "UNet", "MODEL_DEFAULTS", "build_model", "complete_config", "signature_defaults", "timestep_embedding"]
 
-_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "text-unet": TextConditionedUNet}
+_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet, "text-unet": TextConditionedUNet,
+                                        "diffusers-unet2d": DiffusersUNet}
 
 #: Model type -> its default keyword arguments, read off the networks' signatures.
 MODEL_DEFAULTS: dict[str, dict] = {"mlp": signature_defaults(MLP), "unet": signature_defaults(UNet)}
 #: a U-Net with cross-attention to a text encoder's tokens (:mod:`difflab.models.text_unet`)
 # (its context_dim is the text encoder's width)
 MODEL_DEFAULTS["text-unet"] = {**signature_defaults(UNet, skip=("context_dim",)), **signature_defaults(TextConditionedUNet)}
+#: a diffusers UNet2DModel (:mod:`difflab.models.foreign`; a diffusers model folder loaded by difflab.load)
+MODEL_DEFAULTS["diffusers-unet2d"] = signature_defaults(DiffusersUNet)
 
 
 def complete_config(config: dict) -> dict:
