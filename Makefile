@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0 -e '.[test,mnist,features]'
+	$(BIN)/pip install -q torch==2.13.0 -e '.[test,mnist,features,diffusers,onnx]'
 	@if $(BIN)/pip list 2>/dev/null | grep -qi nvidia; then echo "error: a CUDA build of torch was installed; install torch==2.13.0 first"; exit 1; fi
 	touch $@
 
