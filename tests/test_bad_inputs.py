@@ -150,6 +150,12 @@ ROWS = [
     ("export: out exists", "export {d}/toy --out {d}/digits", "already exists"),
     ("export: out unwritable", "export {d}/toy --out {bad}/exp", "not a writable directory"),
     ("export: truncated run", "export {d}/trunc --out {d}/exp", "no valid checkpoint"),
+    ("export: unknown format", "export {d}/toy --format pickle --out {d}/exp", "invalid choice: 'pickle'"),
+    ("export diffusers: a toy MLP", "export {d}/toy --format diffusers --out {d}/exp", "a 'mlp' model has no diffusers"),
+    ("export diffusers: out exists", "export {d}/toy --format diffusers --out {d}/digits", "already exists"),
+    ("export onnx: truncated run", "export {d}/trunc --format onnx --out {d}/exp", "no valid checkpoint"),
+    ("export onnx: out unwritable", "export {d}/toy --format onnx --out {bad}/exp", "not a writable directory"),
+    ("sample: neither run nor model folder", "sample {d}/emptydir --num 2 --out {d}/s.png", "is neither a difflab run"),
     # --- train-classifier, train-autoencoder ------------------------------------------------------------------
     ("train-classifier: unknown preset", "train-classifier nope --out {d}/c", "unknown classifier preset"),
     ("train-classifier: diffusion preset", "train-classifier digits --out {d}/c", "its classifier is digits-classifier"),
@@ -226,6 +232,7 @@ def _write_files(d: Path) -> None:
     (d / "notpng.png").write_text("not a png")
     Image.new("L", (12000, 12000)).save(d / "bomb.png")  # 144 megapixels: PIL's decompression-bomb guard trips
     (d / "adir.npz").mkdir()
+    (d / "emptydir").mkdir()
 
 
 def _broken_runs(d: Path) -> None:
