@@ -139,7 +139,7 @@ def test_missing_or_wrong_run_directory(tmp_path):
     with pytest.raises(DifflabError, match="does not exist"):
         difflab.load(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DifflabError, match="not a run directory"):
+    with pytest.raises(DifflabError, match="is neither a difflab run"):
         difflab.load(tmp_path / "empty")
 
 
