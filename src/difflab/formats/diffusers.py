@@ -266,7 +266,8 @@ def export(path: str | Path, out: str | Path, weights: str = "ema", notes: str =
         tensors = {k.removeprefix("unet."): v.contiguous() for k, v in state.items()}
     else:
         unet, tensors = unet_config(model), unet_weights(model, state)
-    record = {"format": 1, "source": str(source), "step": step, "notes": notes, "num_classes": model.get("num_classes"),
+    record = {"format": 1, "source": str(source), "step": step, "notes": notes, "seed": config.get("seed", 0),
+              "num_classes": model.get("num_classes"),
               **{k: config[k] for k in ("data", "normalization", "sample")}}
     index = {"_class_name": "DDPMPipeline", "_diffusers_version": DIFFUSERS_VERSION,
              "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}
@@ -369,7 +370,8 @@ def read_folder(path: str | Path) -> tuple[Path, dict, dict, int, Path]:
     normalization = record.get("normalization") or {"kind": "image", "shape": [channels, height, width],
                                                     "shift": [0.5], "scale": 0.5}
     config = with_defaults({"data": record.get("data") or {"name": "diffusers"}, "model": model,
-                            "diffusion": diffusion, "sample": sample, "normalization": normalization})
+                            "diffusion": diffusion, "sample": sample, "normalization": normalization,
+                            "seed": record.get("seed", 0)})
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
