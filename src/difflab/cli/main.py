@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from . import (
+    app,
     demo,
     denoise,
     distill,
@@ -35,7 +36,7 @@ from . import (
 
 #: every command, in the order ``difflab --help`` lists them
 COMMANDS = [train, reflow, distill, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, tune_steps,
-            likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory]
+            likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory, app]
 
 
 class _Parser(argparse.ArgumentParser):
