@@ -2,6 +2,7 @@
 
     GET  /                         the page (no external fonts or scripts)
     GET  /api/config               models, samplers, discretizations, limits
+    GET  /api/health               {"active": jobs waiting or running}
     POST /api/generate | /api/edit | /api/compare     → {"job": id}, or {"error": sentence} (400, 429 when full)
     GET  /api/jobs/ID              status, place in the queue, progress, preview (x_t, x̂_0), results when done
     POST /api/jobs/ID/stop         stop it (also sent when the tab closes)
@@ -145,6 +146,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, f.read_bytes(), TYPES.get(f.suffix, "application/octet-stream"))
             if path == "/api/config":
                 return self._json(self.app.config())
+            if path == "/api/health":
+                return self._json({"active": self.app.queue.active()})
             if path == "/api/toy":
                 q = parse_qs(url.query)
                 name = q.get("model", [ORACLE])[0]
@@ -208,8 +211,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(str(e))
 
 
+class Server(ThreadingHTTPServer):
+    #: connections the kernel holds while the server accepts (the standard library's 5 resets a burst of clients)
+    request_queue_size = 128
+
+
 def make_server(app: App, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
     handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = Server((host, port), handler)
     server.daemon_threads = True
     return server

@@ -153,12 +153,14 @@ def edit(run, p: dict, image, mask, job) -> dict:
             out = inpaint.inpaint(watched, guide, m, method=p["method"], sampler=p["sampler"], steps=p["steps"],
                                   generator=gen)
             out = inpaint.paste(run.normalization.to_data(out), x.expand_as(out), m)
-            shown = torch.cat([x, x * m[:1] + (1 - m[:1]) * torch.tensor([1.0, 0.3, 0.3])[:x.shape[1], None, None]])
+            rgb = x.expand(-1, 3, -1, -1)  # the mask shown in red, also on a grayscale model
+            shown = torch.cat([rgb, rgb * m[:1] + (1 - m[:1]) * torch.tensor([1.0, 0.25, 0.25])[None, :, None, None]])
         else:
             out = run.normalization.to_data(sdedit.sdedit(watched, guide, p["strength"], sampler=p["sampler"],
                                                           steps=p["steps"], generator=gen))
             shown = x
-    side = torch.cat([shown, out.float()])
+    out = out.float()
+    side = torch.cat([shown, out.expand(-1, shown.shape[1], -1, -1)])
     return {"tiles": [png_with_params(img, {**p, "output": i}) for i, img in enumerate(out)],
             "grid": grid_png(side, columns=side.shape[0]), "nfe": watched.calls,
             "seconds": round(time.monotonic() - t0, 2), "params": p}

@@ -102,6 +102,7 @@ function showTiles(container, result, label) {
 // ---------------------------------------------------------------------------------------------- tabs
 for (const b of document.querySelectorAll(".tab")) {
   b.addEventListener("click", () => {
+    message("");
     for (const t of document.querySelectorAll(".tab")) t.classList.toggle("active", t === b);
     for (const p of document.querySelectorAll(".panel")) p.classList.toggle("active", p.id === b.dataset.tab);
     if (b.dataset.tab === "toys") refreshToy();
@@ -129,16 +130,38 @@ const mctx = maskCanvas.getContext("2d");
 ictx.fillStyle = "#000"; ictx.fillRect(0, 0, imageCanvas.width, imageCanvas.height);
 let drawing = false;
 
+let last = null;
 function strokeAt(x, y) {
+  // a round-capped line from the last point: a fast brush leaves no gaps
   const size = Number($("brush-size").value), mode = $("brush-mode").value;
-  const dot = (ctx, color) => { ctx.fillStyle = color; ctx.beginPath(); ctx.arc(x, y, size / 2, 0, 2 * Math.PI); ctx.fill(); };
-  if (mode === "mask") { dot(mctx, "#fff"); dot(octx, "rgba(255, 60, 60, 0.45)"); }
-  else dot(ictx, mode === "ink" ? "#fff" : "#000");
+  const from = last || [x, y];
+  const line = (ctx, color) => {
+    ctx.strokeStyle = color; ctx.lineWidth = size; ctx.lineCap = "round"; ctx.lineJoin = "round";
+    ctx.beginPath(); ctx.moveTo(from[0], from[1]); ctx.lineTo(x, y); ctx.stroke();
+  };
+  if (mode === "mask") {
+    line(mctx, "#fff");
+    // the overlay shows the mask itself (its union), so crossing strokes do not darken
+    octx.clearRect(0, 0, overlay.width, overlay.height);
+    octx.globalAlpha = 0.45; octx.drawImage(tinted(), 0, 0); octx.globalAlpha = 1;
+  } else line(ictx, mode === "ink" ? "#fff" : "#000");
+  last = [x, y];
+}
+const tint = document.createElement("canvas");
+tint.width = overlay.width; tint.height = overlay.height;
+function tinted() {
+  const t = tint.getContext("2d");
+  t.globalCompositeOperation = "source-over";
+  t.clearRect(0, 0, tint.width, tint.height);
+  t.drawImage(maskCanvas, 0, 0);
+  t.globalCompositeOperation = "source-in";
+  t.fillStyle = "#ff3c3c"; t.fillRect(0, 0, tint.width, tint.height);
+  return tint;
 }
 function pos(ev) { const r = overlay.getBoundingClientRect(); return [ev.clientX - r.left, ev.clientY - r.top]; }
-overlay.addEventListener("pointerdown", (ev) => { drawing = true; strokeAt(...pos(ev)); });
+overlay.addEventListener("pointerdown", (ev) => { drawing = true; last = null; strokeAt(...pos(ev)); });
 overlay.addEventListener("pointermove", (ev) => { if (drawing) strokeAt(...pos(ev)); });
-window.addEventListener("pointerup", () => { drawing = false; });
+window.addEventListener("pointerup", () => { drawing = false; last = null; });
 $("clear-mask").addEventListener("click", () => {
   mctx.clearRect(0, 0, maskCanvas.width, maskCanvas.height); octx.clearRect(0, 0, overlay.width, overlay.height);
 });
