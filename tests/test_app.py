@@ -292,3 +292,52 @@ def test_api_toy_field_and_edit(server):
     status, r = _call(base + "/api/edit", {"model": "mnist", "task": "inpaint", "image": url(image),
                                            "mask": url(Image.new("RGBA", (280, 280)))})
     assert status == 400 and "mask is empty" in r["error"]
+
+
+# -------------------------------------------------------------------------------------- classifier guidance
+@pytest.fixture(scope="module")
+def guided(tmp_path_factory):
+    """A tiny unconditional digits model and a tiny noise-aware classifier on its schedule (as the classifier
+    guidance tests train them), served by an app given the classifier."""
+    from conftest import TINY_DIGITS
+    from test_classifier_guidance import TINY_CLASSIFIER
+
+    from difflab.cli.main import main
+    from difflab.saved import load_classifier
+
+    root = tmp_path_factory.mktemp("app-clf")
+    (root / "c.yaml").write_text(TINY_CLASSIFIER)
+    (root / "d.yaml").write_text(TINY_DIGITS)
+    assert main(["train-classifier", str(root / "c.yaml"), "--out", str(root / "clf"), "--no-progress"]) == 0
+    assert main(["train", str(root / "d.yaml"), "--out", str(root / "run"), "--steps", "2", "--no-progress"]) == 0
+    run = difflab.load(root / "run")
+    return App({"digits": run}, P.Limits(), classifiers={"clf": load_classifier(root / "clf")}, abandon_after=60)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_classifier_guidance_through_the_app(guided, sampler):
+    """Classifier guidance of an unconditional model: the ε̂ form (Algorithm 2) with ddim, the mean shift (Algorithm 1)
+    with ddpm, which sees the guidance through the app's watching wrapper; a scale of 0 leaves the samples alone."""
+    assert guided.fits == {"digits": ["clf"]} and guided.config()["models"][0]["classifiers"] == ["clf"]
+    base = {"model": "digits", "sampler": sampler, "steps": 5, "num": 2, "seed": 3, "classes": "4"}
+    p = P.check_generate({**base, "guidance": "classifier", "scale": 20}, guided.images, guided.limits, guided.fits,
+                         guided.classes)
+    assert p["classifier"] == "clf"
+    clf = guided.classifiers["clf"]
+    run = guided.images["digits"]
+    pushed = work.generate(run, p, _Job(), clf)["tiles"]
+    plain = work.generate(run, P.check_generate({k: v for k, v in base.items() if k != "classes"}, guided.images,
+                                                guided.limits), _Job())["tiles"]
+    zero = work.generate(run, {**p, "scale": 0.0}, _Job(), clf)["tiles"]
+    assert (_pixels(zero[0]) - _pixels(plain[0])).abs().max() <= 1
+    assert (_pixels(pushed[0]) - _pixels(plain[0])).abs().max() > 10
+
+
+def test_classifier_guidance_refusals(guided, mnist):
+    with pytest.raises(DifflabError, match="class 12 is out of range: the classifier knows classes 0..9"):
+        P.check_generate({"guidance": "classifier", "classes": "12"}, guided.images, guided.limits, guided.fits,
+                         guided.classes)
+    with pytest.raises(DifflabError, match="no classifier fits model 'mnist'"):
+        P.check_generate({"guidance": "classifier", "classes": "1"}, {"mnist": mnist}, P.Limits(), {"mnist": []}, {})
+    with pytest.raises(DifflabError, match="has no classes; give classes with a class-conditional model or with"):
+        P.check_generate({"classes": "1"}, guided.images, guided.limits, guided.fits, guided.classes)

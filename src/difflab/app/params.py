@@ -57,9 +57,11 @@ def _choice(d: dict, key: str, default, choices) -> str:
     return value
 
 
-def check_generate(d: dict, models: dict, limits: Limits) -> dict:
-    """The checked parameters of a generation request: model, sampler, steps, discretization, eta, guidance, scale,
-    classes, compose, num, seed."""
+def check_generate(d: dict, models: dict, limits: Limits, classifiers: dict | None = None,
+                   classifiers_classes: dict | None = None) -> dict:
+    """The checked parameters of a generation request: model, sampler, steps, discretization, eta, churn (Heun's
+    S_churn), guidance (none | cfg | classifier), scale, classes, compose, classifier, num, seed. ``classifiers``:
+    model → names of the classifiers that fit it; ``classifiers_classes``: classifier → its number of classes."""
     from .. import samplers
     from ..samplers.discretizations import NAMES
 
@@ -75,7 +77,16 @@ def check_generate(d: dict, models: dict, limits: Limits) -> dict:
     out = {"model": model, "sampler": sampler, "steps": steps, "discretization": discretization,
            "eta": _float(d, "eta", 0.0, 0.0, 1.0), "num": _int(d, "num", 4, 1, limits.max_images),
            "seed": _int(d, "seed", 0, 0, SEED_MAX)}
-    k = run.config["model"].get("num_classes")
+    guidance = _choice(d, "guidance", "none", ["none", "cfg", "classifier"])
+    model_k = run.config["model"].get("num_classes") or 0
+    classifier, k = None, model_k
+    if guidance == "classifier":
+        fitting = (classifiers or {}).get(model, [])
+        if not fitting:
+            raise DifflabError(f"no classifier fits model {model!r}; start the app with --classifier RUN (a noise-aware "
+                               "classifier trained on the model's data and schedule).")
+        classifier = _choice({"classifier": d.get("classifier") or fitting[0]}, "classifier", fitting[0], fitting)
+        k = (classifiers_classes or {})[classifier]
     classes = d.get("classes") or []
     if isinstance(classes, str):
         classes = [c for c in classes.replace(" ", "").split(",") if c]
@@ -84,15 +95,20 @@ def check_generate(d: dict, models: dict, limits: Limits) -> dict:
     except (TypeError, ValueError):
         raise DifflabError(f"classes must be whole numbers separated by commas, got {d.get('classes')!r}.") from None
     if classes and not k:
-        raise DifflabError(f"model {model!r} has no classes; leave classes empty.")
+        raise DifflabError(f"model {model!r} has no classes; give classes with a class-conditional model or with "
+                           "classifier guidance.")
     for c in classes:
         if not 0 <= c < k:
-            raise DifflabError(f"class {c} is out of range: model {model!r} knows classes 0..{k - 1}.")
-    guidance = _choice(d, "guidance", "none", ["none", "cfg"])
-    if guidance == "cfg" and not classes:
-        raise DifflabError("classifier-free guidance needs at least one class to guide towards.")
+            raise DifflabError(f"class {c} is out of range: {'the classifier' if classifier else f'model {model!r}'} "
+                               f"knows classes 0..{k - 1}.")
+    if guidance != "none" and not classes:
+        raise DifflabError(f"{'classifier-free' if guidance == 'cfg' else 'classifier'} guidance needs at least one "
+                           "class to guide towards.")
+    if guidance == "cfg" and not model_k:
+        raise DifflabError(f"model {model!r} has no classes; classifier-free guidance needs a class-conditional model.")
     out.update(classes=classes, guidance=guidance, scale=_float(d, "scale", 0.0, 0.0, 20.0),
-               compose=bool(d.get("compose", False)))
+               compose=bool(d.get("compose", False)), classifier=classifier,
+               churn=_float(d, "churn", 0.0, 0.0, 100.0))
     if out["compose"] and len(classes) < 2:
         raise DifflabError("composition needs two or more classes.")
     return out
@@ -165,10 +181,12 @@ def image_from_data_url(url: str, what: str, limits: Limits):
     return img
 
 
-def check_edit(d: dict, models: dict, limits: Limits) -> dict:
+def check_edit(d: dict, models: dict, limits: Limits, classifiers: dict | None = None,
+               classifiers_classes: dict | None = None) -> dict:
     """A generation request's parameters plus the edit's: task (inpaint | sdedit), method (replacement | repaint),
     strength (SDEdit's t_0 in (0, 1]); at most 4 outputs."""
-    p = check_generate({**d, "num": d.get("num", 1)}, models, Limits(**{**limits.__dict__, "max_images": 4}))
+    p = check_generate({**d, "num": d.get("num", 1)}, models, Limits(**{**limits.__dict__, "max_images": 4}),
+                       classifiers, classifiers_classes)
     if models[p["model"]].kind != "image":
         raise DifflabError(f"model {p['model']!r} models 2-D points; editing needs an image model.")
     p["task"] = _choice(d, "task", "inpaint", ["inpaint", "sdedit"])
@@ -179,7 +197,8 @@ def check_edit(d: dict, models: dict, limits: Limits) -> dict:
     return p
 
 
-def check_compare(d: dict, models: dict, limits: Limits) -> dict:
+def check_compare(d: dict, models: dict, limits: Limits, classifiers: dict | None = None,
+                  classifiers_classes: dict | None = None) -> dict:
     """A generation request's parameters plus the grid's axes: ``samplers`` (rows) and ``steps_list`` (columns), at
     most ``limits.max_cells`` cells of at most 4 images."""
     from .. import samplers
@@ -198,5 +217,5 @@ def check_compare(d: dict, models: dict, limits: Limits) -> dict:
         raise DifflabError(f"the grid must have 1 to {limits.max_cells} cells (samplers × steps), got "
                            f"{len(names)} × {len(steps)}.")
     p = check_generate({**d, "num": d.get("num", 2), "steps": steps[0], "sampler": names[0]}, models,
-                       Limits(**{**limits.__dict__, "max_images": 4}))
+                       Limits(**{**limits.__dict__, "max_images": 4}), classifiers, classifiers_classes)
     return {**p, "samplers": list(names), "steps_list": steps}

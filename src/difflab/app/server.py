@@ -36,7 +36,7 @@ class App:
     """The loaded models, the job queue and the limits that the request handler serves."""
 
     def __init__(self, models: dict, limits: P.Limits | None = None, toys: dict | None = None,
-                 abandon_after: float = 30.0):
+                 abandon_after: float = 30.0, classifiers: dict | None = None):
         from ..data.toys import GAUSSIANS8_CENTRES, GAUSSIANS8_STD
         from ..toy import GaussianMixture
 
@@ -46,12 +46,16 @@ class App:
                      **{k: r for k, r in models.items() if r.kind != "image"}, **(toys or {})}
         self.queue = JobQueue(self.limits.running, self.limits.waiting, abandon_after=abandon_after)
         self.toy_lock = threading.Semaphore(1)
+        self.classifiers = dict(classifiers or {})  # name -> ClassifierRun
+        self.fits = {m: [c for c, clf in self.classifiers.items() if _fits(clf, r)] for m, r in self.images.items()}
+        self.classes = {c: clf.num_classes for c, clf in self.classifiers.items()}
 
     def config(self) -> dict:
         from .. import samplers
         from ..samplers.discretizations import NAMES
 
         return {"models": [{"name": k, "shape": list(r.shape), "classes": r.config["model"].get("num_classes") or 0,
+                            "classifiers": self.fits[k],
                             "sampler": r.config["sample"]["sampler"], "steps": min(r.config["sample"]["steps"],
                                                                                    self.limits.max_steps)}
                            for k, r in self.images.items()],
@@ -62,25 +66,25 @@ class App:
         if not self.images:
             raise DifflabError("no image model is loaded; start the app with a run, e.g. difflab app mnist.")
         if path == "/api/generate":
-            p = P.check_generate(body, self.images, self.limits)
-            run = self.images[p["model"]]
-            return self.queue.submit("generate", lambda job: work.generate(run, p, job),
+            p = P.check_generate(body, self.images, self.limits, self.fits, self.classes)
+            run, clf = self.images[p["model"]], self.classifiers.get(p["classifier"])
+            return self.queue.submit("generate", lambda job: work.generate(run, p, job, clf),
                                      work.expected_calls(p["sampler"], p["steps"]))
         if path == "/api/edit":
-            p = P.check_edit(body, self.images, self.limits)
-            run = self.images[p["model"]]
+            p = P.check_edit(body, self.images, self.limits, self.fits, self.classes)
+            run, clf = self.images[p["model"]], self.classifiers.get(p["classifier"])
             image = P.image_from_data_url(body.get("image"), "the image", self.limits)
             mask = P.image_from_data_url(body.get("mask"), "the mask", self.limits) if p["task"] == "inpaint" else None
             if mask is not None:
                 work.to_mask(run, mask)  # an empty mask is refused now, not after the queue
             total = work.expected_calls(p["sampler"], p["steps"]) * (5 if p["method"] == "repaint" else 1)
-            return self.queue.submit("edit", lambda job: work.edit(run, p, image, mask, job), total)
+            return self.queue.submit("edit", lambda job: work.edit(run, p, image, mask, job, clf), total)
         if path == "/api/compare":
-            p = P.check_compare(body, self.images, self.limits)
-            run = self.images[p["model"]]
+            p = P.check_compare(body, self.images, self.limits, self.fits, self.classes)
+            run, clf = self.images[p["model"]], self.classifiers.get(p["classifier"])
             total = sum(work.expected_calls(n, s) for n in p["samplers"] for s in p["steps_list"])
-            return self.queue.submit("compare", lambda job: work.compare(run, p, p["samplers"], p["steps_list"], job),
-                                     total)
+            return self.queue.submit("compare", lambda job: work.compare(run, p, p["samplers"], p["steps_list"], job,
+                                                                         clf), total)
         return None
 
     def job_state(self, job) -> dict:
@@ -92,6 +96,15 @@ class App:
             if "grid" in r:
                 state["result"]["grid"] = f"/api/jobs/{job.id}/grid.png"
         return state
+
+
+def _fits(classifier, run) -> bool:
+    """Whether a noise-aware classifier was trained on the model's schedule, image shape and normalisation."""
+    try:
+        classifier.check_fits(run.schedule, run.shape, run.config["normalization"])
+        return True
+    except DifflabError:
+        return False
 
 
 class Handler(BaseHTTPRequestHandler):

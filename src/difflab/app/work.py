@@ -77,20 +77,33 @@ def expected_calls(sampler: str, steps: int) -> int:
     return math.ceil(steps * samplers.info(sampler)["nfe_per_step"]) + 1
 
 
-def _denoiser(run, p: dict, num: int):
+def _denoiser(run, p: dict, num: int, classifier=None):
+    """The guided denoiser a request asks for: classifier-free guidance, classifier guidance with ``classifier`` (a
+    loaded :class:`~difflab.saved.ClassifierRun`; Algorithm 1 of Dhariwal & Nichol with ``ddpm``, Algorithm 2 with
+    the others), or the conditional / unconditional model."""
     from ..guidance import conditional_denoiser
 
-    return conditional_denoiser(run.denoiser, num, p["classes"] or None, "cfg" if p["guidance"] == "cfg" else None,
-                                p["scale"], p["compose"], ancestral=p["sampler"] == "ddpm")
+    guidance = None if p["guidance"] == "none" else p["guidance"]
+    network = classifier.model if guidance == "classifier" else None
+    return conditional_denoiser(run.denoiser, num, p["classes"] or None, guidance, p["scale"], p["compose"],
+                                classifier=network, ancestral=p["sampler"] == "ddpm")
 
 
-def _sample(run, p: dict, job, num: int | None = None, seed: int | None = None) -> tuple[torch.Tensor, int]:
+def _options(p: dict) -> dict:
+    """The sampler's own options a request sets: DDIM's η, Heun's S_churn (EDM's stochastic churn)."""
+    if p["sampler"] == "ddim":
+        return {"eta": p["eta"]}
+    if p["sampler"] == "heun" and p.get("churn"):
+        return {"s_churn": p["churn"]}
+    return {}
+
+
+def _sample(run, p: dict, job, classifier=None) -> tuple[torch.Tensor, int]:
     """Samples in data coordinates, sample i from its own generator seeded ``seed + i``; (images, NFE)."""
-    num = p["num"] if num is None else num
-    seed = p["seed"] if seed is None else seed
-    watched = Watched(_denoiser(run, p, num), _watcher(run, job))
+    num, seed = p["num"], p["seed"]
+    watched = Watched(_denoiser(run, p, num, classifier), _watcher(run, job))
     gens = [torch.Generator().manual_seed(seed + i) for i in range(num)]
-    options = {"eta": p["eta"]} if p["sampler"] == "ddim" else {}
+    options = _options(p)
     shape = run.shape if run.codec is None else run.codec.shape
     with torch.no_grad():
         x = samplers.sample(watched, (num, *shape), sampler=p["sampler"], steps=p["steps"], generator=gens,
@@ -100,10 +113,10 @@ def _sample(run, p: dict, job, num: int | None = None, seed: int | None = None) 
     return run.normalization.to_data(x.float().cpu()), watched.calls
 
 
-def generate(run, p: dict, job) -> dict:
+def generate(run, p: dict, job, classifier=None) -> dict:
     """``num`` images; tile i carries the parameters that reproduce it alone (:func:`~difflab.app.params.tile_params`)."""
     t0 = time.monotonic()
-    images, nfe = _sample(run, p, job)
+    images, nfe = _sample(run, p, job, classifier)
     tiles = [png_with_params(img, tile_params(p, i)) for i, img in enumerate(images)]
     return {"tiles": tiles, "seeds": [p["seed"] + i for i in range(len(tiles))], "nfe": nfe,
             "seconds": round(time.monotonic() - t0, 2), "params": p}
@@ -136,7 +149,7 @@ def to_mask(run, img) -> torch.Tensor:
     return (~hole).float()[None, None]
 
 
-def edit(run, p: dict, image, mask, job) -> dict:
+def edit(run, p: dict, image, mask, job, classifier=None) -> dict:
     """Inpaint (``p["task"]`` = inpaint: replacement or RePaint in the painted region) or SDEdit (strength) ``num``
     times from one input; returns the input, the mask, and the results side by side."""
     from ..tasks import inpaint, sdedit
@@ -145,19 +158,19 @@ def edit(run, p: dict, image, mask, job) -> dict:
     x = to_model_image(run, image)
     num = p["num"]
     guide = run.normalization.to_model(x).expand(num, *x.shape[1:]).contiguous()
-    watched = Watched(_denoiser(run, {**p, "sampler": p["sampler"]}, num), _watcher(run, job))
+    watched = Watched(_denoiser(run, p, num, classifier), _watcher(run, job))
     gen = torch.Generator().manual_seed(p["seed"])
     with torch.no_grad():
         if p["task"] == "inpaint":
             m = inpaint.check_mask(to_mask(run, mask), guide)
             out = inpaint.inpaint(watched, guide, m, method=p["method"], sampler=p["sampler"], steps=p["steps"],
-                                  generator=gen)
+                                  generator=gen, **_options(p))
             out = inpaint.paste(run.normalization.to_data(out), x.expand_as(out), m)
             rgb = x.expand(-1, 3, -1, -1)  # the mask shown in red, also on a grayscale model
             shown = torch.cat([rgb, rgb * m[:1] + (1 - m[:1]) * torch.tensor([1.0, 0.25, 0.25])[None, :, None, None]])
         else:
             out = run.normalization.to_data(sdedit.sdedit(watched, guide, p["strength"], sampler=p["sampler"],
-                                                          steps=p["steps"], generator=gen))
+                                                          steps=p["steps"], generator=gen, **_options(p)))
             shown = x
     out = out.float()
     side = torch.cat([shown, out.expand(-1, shown.shape[1], -1, -1)])
@@ -166,7 +179,7 @@ def edit(run, p: dict, image, mask, job) -> dict:
             "seconds": round(time.monotonic() - t0, 2), "params": p}
 
 
-def compare(run, p: dict, names: list[str], step_counts: list[int], job) -> dict:
+def compare(run, p: dict, names: list[str], step_counts: list[int], job, classifier=None) -> dict:
     """An X/Y grid: rows the samplers, columns the step counts, each cell ``num`` images from the same seeds,
     labelled with its network evaluations and seconds."""
     from PIL import Image, ImageDraw
@@ -177,7 +190,7 @@ def compare(run, p: dict, names: list[str], step_counts: list[int], job) -> dict
         for steps in step_counts:
             q = {**p, "sampler": name, "steps": steps, "eta": p["eta"] if name == "ddim" else 0.0}
             t0 = time.monotonic()
-            images, nfe = _sample(run, q, job)
+            images, nfe = _sample(run, q, job, classifier)
             row.append((images, nfe, time.monotonic() - t0))
         cells.append(row)
     scale = max(1, 56 // run.shape[-1])

@@ -13,6 +13,9 @@ HELP = "start the local browser app: generate and watch x_t and x̂_0, paint and
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", help="models to offer: run directories, exported models, diffusers folders or "
                                            "shipped names (default: the shipped ones)")
+    p.add_argument("--classifier", action="append", default=[], metavar="RUN",
+                   help="a noise-aware classifier run (difflab train-classifier) for classifier guidance of the models "
+                        "it fits; may be given more than once")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=integer, default=7860, help="port (default 7860; 0 picks a free one)")
     p.add_argument("--jobs", type=integer, default=1, help="jobs run at once (default 1: each uses every CPU core)")
@@ -39,7 +42,14 @@ def execute(a) -> None:
         if key in models:
             raise error(f"{key!r} is given twice.")
         models[key] = run
-    app = App(models, Limits(max_images=a.max_images, max_steps=a.max_steps, running=a.jobs, waiting=a.queue))
+    from ..saved import load_classifier
+
+    classifiers = {str(c): load_classifier(c) for c in a.classifier}
+    app = App(models, Limits(max_images=a.max_images, max_steps=a.max_steps, running=a.jobs, waiting=a.queue),
+              classifiers=classifiers)
+    for name, fits in ((c, [m for m, f in app.fits.items() if c in f]) for c in classifiers):
+        if not fits:
+            raise error(f"classifier {name!r} fits none of the models (another schedule, image shape or normalisation).")
     try:
         server = make_server(app, a.host, a.port)
     except OSError as e:

@@ -249,6 +249,14 @@ document.addEventListener("drop", (ev) => {
   for (const s of document.querySelectorAll(".sampler-select")) fillSelect(s, config.samplers, "ddim");
   for (const s of document.querySelectorAll(".disc-select")) fillSelect(s, ["", ...config.discretizations], "");
   fillSelect($("toy-model"), config.toys);
+  const classifiersOf = (name) => (config.models.find((m) => m.name === name) || { classifiers: [] }).classifiers;
+  for (const form of document.querySelectorAll("form")) {
+    const model = form.elements.model, clf = form.querySelector(".classifier-select");
+    if (!model || !clf) continue;
+    const refresh = () => fillSelect(clf, ["", ...classifiersOf(model.value)], "");
+    model.addEventListener("change", refresh);
+    refresh();
+  }
   for (const f of ["generate-form", "edit-form", "compare-form"]) {
     $(f).elements.num.max = f === "generate-form" ? config.limits.max_images : 4;
   }
