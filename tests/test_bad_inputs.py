@@ -155,6 +155,11 @@ ROWS = [
     ("export diffusers: out exists", "export {d}/toy --format diffusers --out {d}/digits", "already exists"),
     ("export onnx: truncated run", "export {d}/trunc --format onnx --out {d}/exp", "no valid checkpoint"),
     ("export onnx: out unwritable", "export {d}/toy --format onnx --out {bad}/exp", "not a writable directory"),
+    # --- difflab app (each refused before the server starts) --------------------------------------------------
+    ("app: port out of range", "app {d}/toy --port 70000", "--port must be from 0 to 65535"),
+    ("app: missing run", "app {d}/missing", "does not exist"),
+    ("app: jobs 0", "app {d}/toy --jobs 0", "--jobs, --max-images and --max-steps must be at least 1"),
+    ("app: classifier is no classifier run", "app {d}/toy --classifier {d}/toy", "classifier"),
     ("sample: neither run nor model folder", "sample {d}/emptydir --num 2 --out {d}/s.png", "is neither a difflab run"),
     # --- train-classifier, train-autoencoder ------------------------------------------------------------------
     ("train-classifier: unknown preset", "train-classifier nope --out {d}/c", "unknown classifier preset"),
