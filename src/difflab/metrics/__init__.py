@@ -11,13 +11,15 @@ Submodules are imported on first use, so ``import difflab.metrics`` does not imp
 * ``inception_score``: exp(E KL(p(y|x) ‖ p(y))) over any classifier's probabilities, with splits.
 * ``inception``: the FID InceptionV3 architecture, loading the standard weights from a path the user gives.
 * ``efficientnet``: ImageNet EfficientNet-Lite0 features (optional extra ``features``).
+* ``intervals``: the real-vs-real floor of a score, bootstrap and per-seed intervals, and the verdict rule.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception", "efficientnet"}
+_SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception", "efficientnet",
+               "intervals"}
 _ATTRIBUTES = {
     "judge": ("classifiers", "judge"),
     "load_judge": ("classifiers", "load_judge"),
