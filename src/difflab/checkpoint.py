@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .errors import DifflabError
-from .io import _fsync_dir
+from .io import _fsync_dir, read_json_mapping
 
 PREFIX = "ckpt-"
 FILES = ("model.safetensors", "ema.safetensors", "trainer.safetensors")
@@ -184,13 +184,7 @@ def read_record(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RECORD
     if not path.exists():
         return {}
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DifflabError(f"run record {str(path)!r} is corrupt (not valid JSON).") from None
-    if not isinstance(record, dict):
-        raise DifflabError(f"run record {str(path)!r} must hold a mapping, not a {type(record).__name__}.")
-    return record
+    return read_json_mapping(path, "run record")
 
 
 def with_record(config: dict, record: dict) -> dict:

@@ -107,6 +107,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def read_json_mapping(path: str | os.PathLike, what: str = "file"):
+    """The JSON object in ``path``; one clear error when it is not valid JSON or not a mapping (named ``what``)."""
+    from .errors import DifflabError
+
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DifflabError(f"{what} {str(path)!r} is corrupt (not valid JSON).") from None
+    if not isinstance(obj, dict):
+        raise DifflabError(f"{what} {str(path)!r} must hold a mapping, not a {type(obj).__name__}.")
+    return obj
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

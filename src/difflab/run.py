@@ -219,19 +219,13 @@ def dequantize(x: torch.Tensor, generator=None, bins: int = 256) -> torch.Tensor
 
 def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:
     """Load a model: the newest valid checkpoint of a run directory (``weights``: "ema" or
-    "model"), an exported model directory, or the name of a shipped pretrained model
-    (:func:`difflab.pretrained.names`)."""
+    "model"), an exported model directory, the name of a shipped pretrained model
+    (:func:`difflab.pretrained.names`), or a diffusers UNet2DModel folder (:mod:`difflab.formats.diffusers`)."""
     from . import checkpoint
     from .denoiser import build_network
-    from .formats import diffusers as diffusers_format
-    from .pretrained import read_model
+    from .formats import read_model
 
-    if weights not in ("ema", "model"):
-        raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
-    if diffusers_format.is_model_folder(run_dir):  # a diffusers UNet2DModel with its scheduler config
-        run_dir, config, state, step, where = diffusers_format.read_folder(run_dir)
-    else:
-        run_dir, config, state, step, where = read_model(run_dir, weights)
+    run_dir, config, state, step, where = read_model(run_dir, weights)
     model = build_network(config)
     checkpoint.load_into(model, state, where)
     codec = None

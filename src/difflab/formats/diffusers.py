@@ -246,16 +246,13 @@ def export(path: str | Path, out: str | Path, weights: str = "ema", notes: str =
     from safetensors.torch import save_file
 
     from ..io import atomic_directory, check_writable
-    from ..pretrained import read_model
+    from . import read_model
 
     out = Path(out)
     if out.exists():
         raise DifflabError(f"⟨out⟩ {str(out)!r} already exists; choose a new directory.")
     check_writable(out, "diffusers model directory", directory=True)
-    if is_model_folder(path):
-        source, config, state, step, _ = read_folder(path)
-    else:
-        source, config, state, step, _ = read_model(path, weights)
+    source, config, state, step, _ = read_model(path, weights)
     if "latent" in config:
         raise DifflabError("a latent diffusion run needs its autoencoder, which a DDPMPipeline folder does not hold; "
                            "latent runs do not export to diffusers.")
@@ -283,13 +280,9 @@ def export(path: str | Path, out: str | Path, weights: str = "ema", notes: str =
 
 # --------------------------------------------------------------------------------------------------- import
 def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DifflabError(f"{str(path)!r} is corrupt (not valid JSON).") from None
-    if not isinstance(obj, dict):
-        raise DifflabError(f"{str(path)!r} must hold a mapping, not a {type(obj).__name__}.")
-    return obj
+    from ..io import read_json_mapping
+
+    return read_json_mapping(path, "diffusers file")
 
 
 def is_model_folder(path: str | Path) -> bool:

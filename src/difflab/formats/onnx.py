@@ -59,17 +59,13 @@ def export(path: str | Path, out: str | Path, weights: str = "ema", notes: str =
     from .. import checkpoint
     from ..denoiser import build_denoiser, build_network
     from ..io import atomic_directory, check_writable
-    from ..pretrained import read_model
-    from . import diffusers as diffusers_format
+    from . import read_model
 
     out = Path(out)
     if out.exists():
         raise DifflabError(f"⟨out⟩ {str(out)!r} already exists; choose a new directory.")
     check_writable(out, "ONNX model directory", directory=True)
-    if diffusers_format.is_model_folder(path):
-        _, config, state, step, where = diffusers_format.read_folder(path)
-    else:
-        _, config, state, step, where = read_model(path, weights)
+    _, config, state, step, where = read_model(path, weights)
     _check(config)
     network = build_network(config)
     checkpoint.load_into(network, state, where)

@@ -69,8 +69,9 @@ def _check_features(x, what: str) -> Tensor:
 
 
 def _check_count(value, name: str, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-        raise DifflabError(f"{name} must be a whole number >= {lo}, got {value!r}.")
+    from ..checks import check_integer
+
+    check_integer(value, name, lo)
     return value
 
 
