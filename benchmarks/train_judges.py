@@ -6,7 +6,7 @@
 Each judge is a small CNN (JudgeNet) trained with AdamW (warm-up then cosine decay) and random
 shifts of the training images (+-2 px at 28x28, +-1 px at 8x8), then evaluated once on the test
 split: the official test sets of MNIST and Fashion-MNIST, and for digits (which has no split) the
-fixed stratified quarter of classifiers.digits_holdout(), never trained on. For each dataset the
+fixed stratified quarter of data.splits.digits_split() (the digits "test" split), never trained on. For each dataset the
 weights (<dataset>.safetensors) and their json (architecture, test accuracy, epochs, seconds,
 command, SHA-256) are written atomically; benchmarks/results/judges.md tabulates every judge
 present in the weights folder.
@@ -31,14 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_table  # noqa: E402
 
 from difflab.data import load_dataset  # noqa: E402
+from difflab.data.splits import digits_split, indices_sha256  # noqa: E402
 from difflab.io import atomic_path, write_json  # noqa: E402
 from difflab.metrics.classifiers import (  # noqa: E402
     JUDGE_DATASETS,
     WEIGHTS_DIR,
     JudgeNet,
     _sha256,
-    digits_holdout,
-    indices_sha256,
     load_classifier,
 )
 
@@ -61,15 +60,13 @@ RECIPES = {
 
 def load_splits(dataset: str):
     """(x_train, y_train, x_test, y_test, notes) with test images never among the training ones."""
-    if dataset == "digits":
-        full = load_dataset("digits")
-        train_idx, test_idx = digits_holdout()
-        assert not set(train_idx.tolist()) & set(test_idx.tolist())
-        notes = {"holdout": "classifiers.digits_holdout(): stratified 25% of the 1797 images",
-                 "test_indices_sha256": indices_sha256(test_idx)}
-        return full.data[train_idx], full.labels[train_idx], full.data[test_idx], full.labels[test_idx], notes
     train, test = load_dataset(dataset, split="train"), load_dataset(dataset, split="test")
-    return train.data, train.labels, test.data, test.labels, {"holdout": "the official test split"}
+    if dataset == "digits":
+        notes = {"holdout": "data.splits.digits_split(): stratified 25% of the 1797 images",
+                 "test_indices_sha256": indices_sha256(digits_split()[1])}
+    else:
+        notes = {"holdout": "the official test split"}
+    return train.data, train.labels, test.data, test.labels, notes
 
 
 def random_shift(x: torch.Tensor, s: int, generator: torch.Generator) -> torch.Tensor:
@@ -175,7 +172,7 @@ def write_results() -> None:
     lines = [
         "Judges of difflab.metrics.classifiers (`judge(images, dataset)`, `load_judge(dataset)`): small CNNs,",
         "trained on the CPU by this script; accuracy on the test split (digits: the held-out stratified",
-        "quarter of `digits_holdout()`, never trained on).",
+        "quarter of `digits_split()`, the \"test\" split, never trained on).",
         "",
         "| dataset | architecture | parameters | weights | epochs | train / test images | test accuracy | training time | CPU load |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -126,6 +126,7 @@ ROWS = [
     # --- difflab eval -----------------------------------------------------------------------------------------
     ("eval: neither run nor samples", "eval", "give either a run"),
     ("eval: samples without ref", "eval --samples {d}/good.npz", "--samples needs --ref"),
+    ("eval: more than the test split", "eval {d}/digits --num 451 --metrics fd", "the digits test split holds 450"),
     ("eval: .npy", "eval --samples {d}/arr.npy --ref mnist", "must be an .npz"),
     ("eval: missing file", "eval --samples {d}/missing.npz --ref mnist", "does not exist"),
     ("eval: not a zip", "eval --samples {d}/notzip.npz --ref mnist", "is not an .npz"),

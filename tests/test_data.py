@@ -446,14 +446,18 @@ def test_folder_errors(tmp_path):
 def test_digits():
     from sklearn.datasets import load_digits
 
-    ds = load_dataset("digits")
-    assert ds.kind == "image" and ds.data.shape == (1797, 1, 8, 8) and ds.shape == (1, 8, 8)
+    from difflab.data.splits import digits_split
+
+    ds, test = load_dataset("digits"), load_dataset("digits", split="test")
+    assert ds.kind == "image" and ds.data.shape == (1347, 1, 8, 8) and ds.shape == (1, 8, 8)
+    assert test.data.shape == (450, 1, 8, 8)
     assert float(ds.data.min()) == 0.0 and float(ds.data.max()) == 1.0
     ref = load_digits()
-    np.testing.assert_array_equal(ds.data[:, 0].numpy() * 16, ref.images)
-    np.testing.assert_array_equal(ds.labels.numpy(), ref.target)
+    train_idx, test_idx = digits_split()
+    np.testing.assert_array_equal(ds.data[:, 0].numpy() * 16, ref.images[train_idx.numpy()])
+    np.testing.assert_array_equal(ds.labels.numpy(), ref.target[train_idx.numpy()])
+    np.testing.assert_array_equal(test.data[:, 0].numpy() * 16, ref.images[test_idx.numpy()])
     assert ds.labels.dtype == torch.int64
-    assert torch.equal(load_dataset("digits", split="test").data, ds.data)
     assert load_dataset("digits", num=10).data.shape == (10, 1, 8, 8)
     resized = load_dataset("digits", num=5, image_size=16, channels=3)
     assert resized.data.shape == (5, 3, 16, 16)

@@ -29,6 +29,28 @@ def test_real_digits_score_close_and_noise_far():
     assert real[f"precision[{tag}]"] > 0.8 and noise[f"precision[{tag}]"] < 0.1
 
 
+def test_fd_comes_with_its_floor_and_interval():
+    """Held-out-free real images (the digits train split) score like the floor, which is recomputed here from its
+    definition; uniform noise scores far above both, and its interval says so."""
+    from difflab.evaluate import feature_extractor, fd_floor
+    from difflab.metrics.frechet import frechet_distance_of
+
+    train, test = load_dataset("digits").data, load_dataset("digits", split="test").data
+    fd = "FD[digits-classifier]"
+    real = evaluate_samples(train[-450:], "digits", "fd", num_ref=450)
+    assert real[f"{fd} floor sd"] > 0 and abs(real[fd] - real[f"{fd} floor"]) < 3 * real[f"{fd} floor sd"]
+    assert real[f"{fd} 95% low"] <= real[fd] <= real[f"{fd} 95% high"]
+    extractor, key = feature_extractor("digits")
+    floor = fd_floor("digits", extractor, 450, key=key, repeats=3, seed=5)
+    g = torch.Generator().manual_seed(5)
+    pool, ref = extractor(train)[0], extractor(test)[0]
+    recomputed = [frechet_distance_of(pool[torch.randperm(len(train), generator=g)[:450]], ref) for _ in range(3)]
+    assert floor.values == pytest.approx(tuple(recomputed), rel=1e-6)
+    noise = evaluate_samples(torch.rand(450, 1, 8, 8, generator=torch.Generator().manual_seed(0)), "digits", "fd")
+    assert noise[f"{fd} 95% low"] > real[f"{fd} floor"] + 10 * real[f"{fd} floor sd"]
+    assert noise[f"{fd} floor"] == pytest.approx(real[f"{fd} floor"])  # the floor depends on N, not on the samples
+
+
 def test_cli_eval_samples_file_writes_json_and_caches_reference(tmp_path, capsys):
     x = load_dataset("digits").data[:150].numpy()
     np.savez(tmp_path / "s.npz", samples=x)
@@ -37,7 +59,7 @@ def test_cli_eval_samples_file_writes_json_and_caches_reference(tmp_path, capsys
     scores = json.loads(out.read_text())
     assert set(scores) >= {"FD[digits-classifier]", "precision[digits-classifier]", "recall[digits-classifier]"}
     assert "KID[digits-classifier]" not in scores
-    assert list((tmp_path / "cache").glob("ref-digits-digits-classifier-150.npz"))
+    assert list((tmp_path / "cache").glob("ref-digits-test-digits-classifier-150.npz"))
     assert "FD[digits-classifier]" in capsys.readouterr().out
 
 

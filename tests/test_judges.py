@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from difflab.data import load_dataset
+from difflab.data.splits import digits_split, indices_sha256
 from difflab.errors import DifflabError
 from difflab.metrics import classifiers
 from difflab.metrics.classifiers import WEIGHTS_DIR, judge, load_classifier, load_judge
@@ -39,10 +40,6 @@ CASES = [
 
 
 def _test_images(dataset: str, num: int | None):
-    if dataset == "digits":
-        full = load_dataset("digits")
-        _, test_idx = classifiers.digits_holdout()
-        return full.data[test_idx], full.labels[test_idx]
     ds = load_dataset(dataset, split="test", num=num)
     return ds.data, ds.labels
 
@@ -65,15 +62,26 @@ def test_shipped_judge_accuracy(dataset, num, floor):
         assert acc == pytest.approx(meta["test_accuracy"], abs=1e-4)  # the very same 450 images
 
 
-def test_digits_holdout_is_fixed_and_disjoint():
-    train_idx, test_idx = classifiers.digits_holdout()
-    assert len(train_idx) + len(test_idx) == 1797
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    from sklearn.datasets import load_digits
+
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    assert (len(train), len(test)) == (1347, 450)
+    train_idx, test_idx = digits_split()
     assert not set(train_idx.tolist()) & set(test_idx.tolist())
-    labels = load_dataset("digits").labels
-    counts = torch.bincount(labels[test_idx], minlength=10)
-    assert int(counts.min()) >= 40  # stratified: about a quarter of each class's ~180 images
+    assert sorted(train_idx.tolist() + test_idx.tolist()) == list(range(1797))
+    # The loaded images are exactly scikit-learn's at those indices, and no image of one split is in the other.
+    raw = torch.from_numpy(load_digits().images.astype("float32") / 16).unsqueeze(1)
+    assert torch.equal(train.data, raw[train_idx]) and torch.equal(test.data, raw[test_idx])
+    train_rows = {tuple(r) for r in train.data.flatten(1).tolist()}
+    test_rows = [tuple(r) for r in test.data.flatten(1).tolist()]
+    shared = sum(r in train_rows for r in test_rows)
+    assert shared == 0, f"{shared} test images also appear, pixel for pixel, in train"
+    counts = torch.bincount(test.labels, minlength=10)
+    whole = torch.bincount(torch.as_tensor(load_digits().target), minlength=10)
+    assert torch.equal(counts, torch.round(whole * 0.25).long())  # stratified: a quarter of each class
     meta = json.loads((WEIGHTS_DIR / "digits.json").read_text())
-    assert classifiers.indices_sha256(test_idx) == meta["test_indices_sha256"]
+    assert indices_sha256(test_idx) == meta["test_indices_sha256"]  # the judge held out these very images
 
 
 def test_judge_agrees_with_logits_and_features():

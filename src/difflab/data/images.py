@@ -28,17 +28,18 @@ def _uint8_to_float(images: np.ndarray) -> torch.Tensor:
 
 
 def load_digits(split: str, num: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """sklearn's 8x8 handwritten digits: 1797 images, pixel values 0..16 divided by 16.
-
-    There is no official train/test split of this set; both "train" and "test" return all
-    1797 images (the demos train on all of them).
-    """
+    """sklearn's 8x8 handwritten digits, pixel values 0..16 divided by 16: the 1,347 "train" or the 450 "test"
+    images of difflab's fixed stratified split (:mod:`difflab.data.splits`), in their original order."""
     from sklearn.datasets import load_digits as sk_load_digits
 
+    from difflab.data.splits import digits_split
+
     bunch = sk_load_digits()
-    images = np.asarray(bunch.images, dtype=np.float32)[:num] / 16.0
-    labels = np.asarray(bunch.target, dtype=np.int64)[:num]
-    return torch.from_numpy(images).unsqueeze(1).contiguous(), torch.from_numpy(labels)
+    labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
+    train_idx, test_idx = digits_split(labels)
+    keep = (train_idx if split == "train" else test_idx)[:num]
+    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
+    return images[keep].contiguous(), labels[keep].contiguous()
 
 
 def _mnist_zarr_path() -> Path:

@@ -30,15 +30,9 @@ from difflab.errors import DifflabError
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 JUDGE_DATASETS = ("digits", "mnist", "fashion-mnist")
 
-# digits has no official split (load_dataset gives all 1797 images for "train" and "test"), so
-# the judges hold out a fixed stratified quarter of them: see digits_holdout().
-DIGITS_HOLDOUT_SEED = 20240
-DIGITS_HOLDOUT_FRACTION = 0.25
-
 __all__ = [
     "JUDGE_DATASETS",
     "JudgeNet",
-    "digits_holdout",
     "judge",
     "load_classifier",
     "load_judge",
@@ -115,33 +109,6 @@ class JudgeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(x)
-
-
-def digits_holdout() -> tuple[torch.Tensor, torch.Tensor]:
-    """(train indices, test indices) into the 1797 images of ``load_dataset("digits")``.
-
-    A fixed stratified split: within each class, a permutation drawn from
-    ``torch.Generator().manual_seed(DIGITS_HOLDOUT_SEED + class)`` puts the first
-    ``round(25% of the class)`` images in the test set. Both index tensors are sorted. The digits
-    judge never trains on the test indices; its json records their SHA-256 so a change is noticed.
-    """
-    from sklearn.datasets import load_digits
-
-    labels = torch.as_tensor(load_digits().target, dtype=torch.int64)
-    test = []
-    for c in range(10):
-        idx = torch.nonzero(labels == c).flatten()
-        perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(DIGITS_HOLDOUT_SEED + c))
-        test.append(idx[perm[: round(DIGITS_HOLDOUT_FRACTION * len(idx))]])
-    test_idx = torch.cat(test).sort().values
-    mask = torch.ones(len(labels), dtype=torch.bool)
-    mask[test_idx] = False
-    return torch.nonzero(mask).flatten(), test_idx
-
-
-def indices_sha256(indices: torch.Tensor) -> str:
-    """SHA-256 of a list of indices written as comma-separated decimal integers."""
-    return hashlib.sha256(",".join(str(int(i)) for i in indices).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
