@@ -9,9 +9,13 @@ HELP = "reproduce a seed paper's claim at CPU scale: table + plot in docs/result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="one of: ddim-eta, schedules, objectives, classifier-guidance, respacing, swiss-roll, "
-                                 "low-density, ebm-vs-diffusion, energy-models; "
-                                 "or 'list'")
+    p.add_argument("name", nargs="?", default=None,
+                   help="one of: ddim-eta, schedules, objectives, classifier-guidance, respacing, swiss-roll, "
+                        "low-density, ebm-vs-diffusion, energy-models; 'list'; or 'index' (rewrite the README's claims "
+                        "table from the stored numbers)")
+    p.add_argument("--all", action="store_true", help="every reproduction not yet written (resumable), then the "
+                                                      "README's claims table")
+    p.add_argument("--force", action="store_true", help="with --all: re-run reproductions already written")
     p.add_argument("--out", default="docs/results", help="directory for <name>.md and <name>.png (default docs/results)")
     p.add_argument("--runs", default="runs/reproduce",
                    help="where the models it needs are found, or trained when absent (default runs/reproduce)")
@@ -22,12 +26,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def execute(a) -> None:
     from .. import reproduce
 
+    from ._args import error
+
+    if a.all == (a.name is not None):
+        raise error("give one reproduction's name (or 'list' / 'index'), or --all; not both and not neither.")
+    if a.force and not a.all:
+        raise error("--force applies to --all (a named reproduction always runs).")
     if a.name == "list":
         for name in reproduce.names():
             print(f"{name:<20} {reproduce.summary(name)}")
         return
-    reproduce.module(a.name)  # an unknown name fails before anything is trained
-    command = f"difflab reproduce {a.name}" + "".join(
+    if a.name == "index":
+        from pathlib import Path
+
+        from ..reproduce.index import write_index
+        write_index(Path(a.out), list(reproduce.VERDICT_CLAIMS))
+        return
+    if a.name is not None:
+        reproduce.module(a.name)  # an unknown name fails before anything is trained
+    command = f"difflab reproduce {a.name or '--all'}" + "".join(
         f" {flag} {value}" for flag, value, default in (("--out", a.out, "docs/results"), ("--runs", a.runs, "runs/reproduce"))
         if value != default) + (" --quick" if a.quick else "")
-    reproduce.reproduce(a.name, out=a.out, runs=a.runs, quick=a.quick, command=command)
+    if a.all:
+        reproduce.reproduce_all(out=a.out, runs=a.runs, quick=a.quick, force=a.force, command=command)
+    else:
+        reproduce.reproduce(a.name, out=a.out, runs=a.runs, quick=a.quick, command=command)

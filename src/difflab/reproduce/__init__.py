@@ -32,6 +32,12 @@ CLAIMS = {  # name: (module, what it reproduces)
     "energy-models": ("energy_models", "RBM on MNIST with AIS, Ising denoising, products of experts vs mixtures"),
 }
 
+# where the project's seed documents state the claim (the papers are named in each report)
+SEED_FILES = {"ddim-eta": " · seed 004", "schedules": " · seed 002", "objectives": " · seed 002",
+              "classifier-guidance": " · seed 002", "respacing": " · seed 000"}
+# the reproductions whose verdicts compare trained models: re-run on held-out data over training seeds
+VERDICT_CLAIMS = ("schedules", "ddim-eta", "objectives", "classifier-guidance", "respacing")
+
 
 def names() -> list[str]:
     return list(CLAIMS)
@@ -47,6 +53,33 @@ def module(name: str):
     if name not in CLAIMS:
         raise DifflabError(f"unknown reproduction {name!r}; expected one of {', '.join(CLAIMS)} (or 'list').")
     return importlib.import_module(f".{CLAIMS[name][0]}", __name__)
+
+
+def reproduce_all(out="docs/results", runs="runs/reproduce", quick: bool = False, force: bool = False,
+                  command: str | None = None):
+    """Every reproduction in turn, then the README's claims table (:mod:`.index`). One already written (its
+    ``<name>.json`` there, not from ``--quick`` unless this is) is skipped unless ``force``; each one resumes its own
+    training and measurements (``<runs>/<name>-measures.json``), so a killed ``--all`` picks up where it stopped.
+    Returns the README's path."""
+    import json
+    import time
+    from pathlib import Path
+
+    from .index import write_index
+
+    out, started = Path(out), time.perf_counter()
+    for name in CLAIMS:
+        done = out / f"{name}.json"
+        if done.is_file() and not force and (quick or not json.loads(done.read_text()).get("quick")):
+            print(f"[all] {name}: {done} is there; skipped (--force re-runs it)")
+            continue
+        if name not in VERDICT_CLAIMS and (out / f"{name}.md").is_file() and not force:
+            print(f"[all] {name}: {out / f'{name}.md'} is there; skipped (--force re-runs it)")
+            continue
+        reproduce(name, out=out, runs=runs, quick=quick,
+                  command=(command or "difflab reproduce --all").replace("--all", name))
+    print(f"[all] {(time.perf_counter() - started) / 60:.1f} min")
+    return write_index(out, list(VERDICT_CLAIMS))
 
 
 def reproduce(name: str, out="docs/results", runs="runs/reproduce", quick: bool = False, command: str | None = None):

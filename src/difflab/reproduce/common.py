@@ -22,19 +22,58 @@ class Context:
         self.started = time.perf_counter()
 
 
-def run_or_train(ctx: Context, run_name: str, config: dict, steps: int):
-    """Load ``ctx.runs / run_name`` if it holds a finished checkpoint, else train ``config`` there for ``steps``
-    steps (fewer with ``--quick``). Returns (the loaded run, whether it was reused)."""
+def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: int = 0):
+    """The run in ``ctx.runs / run_name`` trained for ``steps`` steps (fewer with ``--quick``): loaded when it has
+    got that far, resumed when a checkpoint stops short of it (a killed reproduction, or a longer length asked of
+    the same run: the warm-up then constant learning rate makes that the same as one longer run), trained from
+    scratch with ``seed`` otherwise. Returns (the loaded run, whether it was reused as it was)."""
     from ..run import load
     from .. import checkpoint
     from ..training.diffusion import train
 
     path = ctx.runs / run_name
     if path.exists() and checkpoint.list_checkpoints(path):
-        return load(path), True
-    print(f"[{ctx.name}] training {run_name} for {steps} steps into {path}")
-    train(config, path, steps=steps, seed=0, progress=True)
+        run = load(path)
+        if run.step >= steps:
+            return run, True
+        print(f"[{ctx.name}] resuming {run_name} from step {run.step} to {steps}")
+        train(None, path, steps=steps, resume=True, progress=True)
+        return load(path), False
+    print(f"[{ctx.name}] training {run_name} (seed {seed}) for {steps} steps into {path}")
+    train(config, path, steps=steps, seed=seed, progress=True)
     return load(path), False
+
+
+class Measures:
+    """A reproduction's measured numbers, kept in ``<runs>/<name>-measures.json`` as they come, so that a killed
+    reproduction resumes where it stopped: ``get(key, compute)`` returns the stored value or computes, stores
+    (atomically) and returns it. ``--quick`` keeps its own file."""
+
+    def __init__(self, ctx: Context):
+        from ..io import read_json_mapping
+
+        self.path = ctx.runs / f"{ctx.name}{'-quick' if ctx.quick else ''}-measures.json"
+        self.values = read_json_mapping(self.path, "measures file") if self.path.exists() else {}
+
+    def get(self, key: str, compute):
+        import json
+
+        from ..io import write_text
+
+        if key not in self.values:
+            self.values[key] = compute()
+            write_text(self.path, json.dumps(self.values, indent=1) + "\n")
+        return self.values[key]
+
+
+def fd_floor(dataset: str, num: int, repeats: int = 10) -> dict:
+    """The real-vs-real FD floor at ``num`` against the first ``num`` test images, in the dataset judge's features:
+    {"mean", "sd", "n", "repeats"} (:func:`difflab.evaluate.fd_floor`)."""
+    from ..evaluate import fd_floor as floor_of, feature_extractor
+
+    extractor, key = feature_extractor(dataset)
+    f = floor_of(dataset, extractor, num, key=key, repeats=repeats)
+    return {"mean": f.mean, "sd": f.sd, "n": num, "repeats": repeats}
 
 
 def preset(name: str, **sections) -> dict:

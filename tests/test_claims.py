@@ -1,0 +1,62 @@
+"""Verdicts from stored numbers (difflab.reproduce.claims): the effect's interval over seeds is the Student-t one
+recomputed here from its formula, the margin is two floor sds, and a stored verdict that its numbers do not give is
+refused."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from scipy.stats import t as student_t
+
+from difflab.errors import DifflabError
+from difflab.metrics.intervals import AGREES, DISAGREES, NOT_RESOLVED
+from difflab.reproduce.claims import Claim, claim_table, read_claims, write_claims
+
+
+def _claim(a, b, claimed="negative", floor_sd=0.5, text="B has the lower FD"):
+    return Claim(text, "a paper", "FD[digits-classifier]", "A", "B", claimed, tuple(a), tuple(b),
+                 tuple(range(len(a))), floor=3.0, floor_sd=floor_sd)
+
+
+def test_effect_is_the_student_t_interval_of_the_per_seed_differences():
+    c = _claim([10.0, 11.0, 12.5], [7.0, 7.5, 9.0])
+    d = [-3.0, -3.5, -3.5]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    half = student_t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert c.effect() == pytest.approx((mean, mean - half, mean + half))
+    assert c.margin == pytest.approx(1.0)  # two floor sds
+    assert c.verdict() == AGREES
+
+
+@pytest.mark.parametrize("a,b,claimed,floor_sd,expected", [
+    ([10, 11, 12], [7, 8, 9], "negative", 0.5, AGREES),           # B lower by 3 on every seed, margin 1
+    ([10, 11, 12], [7, 8, 9], "positive", 0.5, DISAGREES),        # the paper claimed the opposite direction
+    ([10, 11, 12], [9.5, 10.5, 11.5], "negative", 0.5, NOT_RESOLVED),  # lower on every seed, but by less than the margin
+    ([10, 11, 12], [9.5, 10.5, 11.5], "negative", 0.0, AGREES),   # ... which alone decides it
+    ([10, 11, 12], [6, 13, 9], "negative", 0.0, NOT_RESOLVED),    # seeds disagree: the interval straddles 0
+])
+def test_verdict_on_constructed_numbers(a, b, claimed, floor_sd, expected):
+    assert _claim(a, b, claimed, floor_sd).verdict() == expected
+
+
+def test_claims_round_trip_and_a_typed_verdict_is_refused(tmp_path):
+    claims = [_claim([10, 11, 12], [7, 8, 9]), _claim([10, 11, 12], [6, 13, 9], text="noisy")]
+    path = write_claims(tmp_path / "x.json", "x", "difflab reproduce x", claims, num=450)
+    info, back = read_claims(path)
+    assert info["num"] == 450 and back == claims
+    assert [c.verdict() for c in back] == [AGREES, NOT_RESOLVED]
+    table = "\n".join(claim_table(back))
+    assert "**agrees**" in table and "**not resolved at this scale**" in table
+    body = json.loads(path.read_text())
+    body["claims"][1]["verdict"] = "agrees"  # someone "fixes" a verdict by hand
+    path.write_text(json.dumps(body))
+    with pytest.raises(DifflabError, match="stored verdict 'agrees' of 'noisy' is not what its numbers give"):
+        read_claims(path)
+
+
+def test_a_claim_needs_one_value_per_seed():
+    with pytest.raises(DifflabError, match="one value per seed"):
+        Claim("x", "p", "FD", "A", "B", "negative", (1.0, 2.0), (1.0,), (0, 1))
