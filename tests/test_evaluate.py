@@ -32,7 +32,7 @@ def test_real_digits_score_close_and_noise_far():
 def test_fd_comes_with_its_floor_and_interval():
     """Held-out-free real images (the digits train split) score like the floor, which is recomputed here from its
     definition; uniform noise scores far above both, and its interval says so."""
-    from difflab.evaluate import feature_extractor, fd_floor
+    from difflab.evaluate import feature_extractor, real_floor
     from difflab.metrics.frechet import frechet_distance_of
 
     train, test = load_dataset("digits").data, load_dataset("digits", split="test").data
@@ -41,7 +41,7 @@ def test_fd_comes_with_its_floor_and_interval():
     assert real[f"{fd} floor sd"] > 0 and abs(real[fd] - real[f"{fd} floor"]) < 3 * real[f"{fd} floor sd"]
     assert real[f"{fd} 95% low"] <= real[fd] <= real[f"{fd} 95% high"]
     extractor, key = feature_extractor("digits")
-    floor = fd_floor("digits", extractor, 450, key=key, repeats=3, seed=5)
+    floor = real_floor("digits", extractor, 450, key=key, repeats=3, seed=5)
     g = torch.Generator().manual_seed(5)
     pool, ref = extractor(train)[0], extractor(test)[0]
     recomputed = [frechet_distance_of(pool[torch.randperm(len(train), generator=g)[:450]], ref) for _ in range(3)]

@@ -138,22 +138,37 @@ def split_size(dataset: str, split: str = "test", root=None) -> int:
     return len(load_dataset(dataset, root=root, split=split))
 
 
-def fd_floor(dataset: str, extractor, num: int, root=None, key: str | None = None, repeats: int = 10, seed: int = 0):
-    """The real-vs-real floor of an FD against the ``num`` reference test images: the FD of ``num`` *training*
-    images (a random subset of the first ``FLOOR_POOL``, fresh each repeat) against those same test images —
-    what a model that draws exactly from the data distribution would score at this N and extractor. Returns a
-    :class:`difflab.metrics.intervals.Floor`."""
+FLOOR_METRICS = ("fd", "precision", "recall")
+
+
+def _floor_metric(metric: str):
     from .metrics.frechet import frechet_distance_of
+    from .metrics.precision_recall import precision_recall
+
+    if metric == "fd":
+        return lambda real, ref: frechet_distance_of(real, ref)
+    if metric in ("precision", "recall"):  # precision_recall(real, fake): the subset plays the samples' part
+        return lambda real, ref: precision_recall(ref, real)[metric]
+    raise DifflabError(f"a floor is defined for {', '.join(FLOOR_METRICS)}, not {metric!r}.")
+
+
+def real_floor(dataset: str, extractor, num: int, root=None, key: str | None = None, repeats: int = 10, seed: int = 0,
+               metric: str = "fd"):
+    """The real-vs-real floor of a score against the ``num`` reference test images: the score (``"fd"``,
+    ``"precision"`` or ``"recall"``) of ``num`` *training* images (a random subset of the first ``FLOOR_POOL``,
+    fresh each repeat) against those same test images — what a model that draws exactly from the data
+    distribution would score at this N and extractor. Returns a :class:`difflab.metrics.intervals.Floor`."""
     from .metrics.intervals import Floor
 
+    score = _floor_metric(metric)
     ref = reference_features(dataset, extractor, num, root, key)
     pool_size = min(FLOOR_POOL, split_size(dataset, "train", root))
     if pool_size < num:
         raise DifflabError(f"a floor at N = {num} needs {num} {dataset} training images; the train split holds {pool_size}.")
     pool = split_features(dataset, extractor, "train", pool_size, root, key)
     g = torch.Generator().manual_seed(seed)
-    values = [frechet_distance_of(pool[torch.randperm(pool_size, generator=g)[:num]], ref) for _ in range(repeats)]
-    return Floor(num, tuple(values))
+    values = [score(pool[torch.randperm(pool_size, generator=g)[:num]], ref) for _ in range(repeats)]
+    return Floor(num, tuple(float(v) for v in values))
 
 
 def feature_extractor(dataset: str, features: str = "judge", inception_weights=None):
@@ -200,7 +215,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
 
     With ``noise`` (the default) the FD comes with its noise: ``<FD> 95% low`` / ``high``, a percentile bootstrap
     interval over samples and reference images (200 resamples), and ``<FD> floor`` / ``floor sd``, the FD of as
-    many real training images against the same reference (:func:`fd_floor`, 10 repeats) — a difference between
+    many real training images against the same reference (:func:`real_floor`, 10 repeats) — a difference between
     two models smaller than a few floor sds is not resolved."""
     from .metrics.frechet import frechet_distance_of
     from .metrics.inception_score import inception_score
@@ -225,7 +240,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
             fd = score_name("FD", tag)
             _, low, out[f"{fd} 95% high"] = bootstrap_interval(ref, feats, generator=torch.Generator().manual_seed(seed))
             out[f"{fd} 95% low"] = max(0.0, low)  # the shifted interval can cross 0 at small N; an FD cannot
-            floor = fd_floor(dataset, extractor, ref.shape[0], root, key, seed=seed) \
+            floor = real_floor(dataset, extractor, ref.shape[0], root, key, seed=seed) \
                 if feats.shape[0] == ref.shape[0] else None
             if floor is not None:  # the floor is defined for as many samples as reference images
                 out[f"{fd} floor"], out[f"{fd} floor sd"] = floor.mean, floor.sd

@@ -66,14 +66,17 @@ class Measures:
         return self.values[key]
 
 
-def fd_floor(dataset: str, num: int, repeats: int = 10) -> dict:
-    """The real-vs-real FD floor at ``num`` against the first ``num`` test images, in the dataset judge's features:
-    {"mean", "sd", "n", "repeats"} (:func:`difflab.evaluate.fd_floor`)."""
-    from ..evaluate import fd_floor as floor_of, feature_extractor
+def floors(dataset: str, num: int, metrics=("fd",), repeats: int = 10) -> dict:
+    """The real-vs-real floors at ``num`` against the first ``num`` test images, in the dataset judge's features:
+    {metric: {"mean", "sd", "n", "repeats"}} (:func:`difflab.evaluate.real_floor`)."""
+    from ..evaluate import feature_extractor, real_floor
 
     extractor, key = feature_extractor(dataset)
-    f = floor_of(dataset, extractor, num, key=key, repeats=repeats)
-    return {"mean": f.mean, "sd": f.sd, "n": num, "repeats": repeats}
+    out = {}
+    for metric in metrics:
+        f = real_floor(dataset, extractor, num, key=key, repeats=repeats, metric=metric)
+        out[metric] = {"mean": f.mean, "sd": f.sd, "n": num, "repeats": repeats}
+    return out
 
 
 def preset(name: str, **sections) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, fd_floor, figure_path, preset, run_or_train, scores, write_report
+from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
 
 STEPS = (10, 20, 50, 100)
 DDPM_STEPS = 100  # ancestral sampling respaced to 100 steps with β̃
@@ -68,7 +68,7 @@ def main(ctx):
     num_bound = 16 if ctx.quick else 200
     steps = STEPS[:2] if ctx.quick else STEPS
     measures = Measures(ctx)
-    floor = measures.get(f"floor-{num}", lambda: fd_floor("digits", num))
+    floor = measures.get(f"floors-{num}", lambda: floors("digits", num))["fd"]
     for length in lengths:  # every run reaches the first length before any goes on to the second
         for label in SCHEDULES:
             cfg = preset("digits", diffusion={"schedule": label, "loss": "simple"}, model={"num_classes": None},
