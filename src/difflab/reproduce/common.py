@@ -23,8 +23,8 @@ class Context:
 
 
 def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: int = 0):
-    """The run in ``ctx.runs / run_name`` trained for ``steps`` steps (fewer with ``--quick``): loaded when it has
-    got that far, resumed when a checkpoint stops short of it (a killed reproduction, or a longer length asked of
+    """The run in ``ctx.runs / run_name`` trained for ``steps`` steps: loaded when it is exactly that far (one
+    further along is refused: its numbers would be another length's), resumed when a checkpoint stops short of it (a killed reproduction, or a longer length asked of
     the same run: the warm-up then constant learning rate makes that the same as one longer run), trained from
     scratch with ``seed`` otherwise. Returns (the loaded run, whether it was reused as it was)."""
     from ..run import load
@@ -34,8 +34,12 @@ def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: in
     path = ctx.runs / run_name
     if path.exists() and checkpoint.list_checkpoints(path):
         run = load(path)
-        if run.step >= steps:
+        if run.step == steps:
             return run, True
+        if run.step > steps:
+            from ..errors import DifflabError
+            raise DifflabError(f"{path} is at training step {run.step}, past the {steps} steps {ctx.name} measures at; "
+                               "move it aside (or pass another --runs) and run again.")
         print(f"[{ctx.name}] resuming {run_name} from step {run.step} to {steps}")
         train(None, path, steps=steps, resume=True, progress=True)
         return load(path), False
