@@ -73,7 +73,7 @@ SECTIONS: dict[str, dict] = {"data": defaults(ClassifierDataSection), "diffusion
                              "train": defaults(ClassifierTrainSection)}
 # keys that may differ between a run's config.json and the config it is resumed with
 RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "save_every", "keep")}
-_HAS_TEST_SPLIT = ("mnist", "fashion-mnist", "idx")
+_HAS_TEST_SPLIT = ("digits", "mnist", "fashion-mnist", "idx")
 
 
 def validate(config: dict) -> dict:
