@@ -60,3 +60,40 @@ def test_claims_round_trip_and_a_typed_verdict_is_refused(tmp_path):
 def test_a_claim_needs_one_value_per_seed():
     with pytest.raises(DifflabError, match="one value per seed"):
         Claim("x", "p", "FD", "A", "B", "negative", (1.0, 2.0), (1.0,), (0, 1))
+
+
+def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
+    from difflab.cli.main import main
+    from difflab.reproduce.index import END, START
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "README.md").write_text(f"# Results\n\nintro stays\n\n{START}\nold table\n{END}\n\n## Reading the plots\nstays too\n")
+    write_claims(out / "schedules.json", "schedules", "difflab reproduce schedules",
+                 [_claim([10, 11, 12], [7, 8.5, 9], text="cosine better")], num=450)
+    assert main(["reproduce", "index", "--out", str(out)]) == 0
+    text = (out / "README.md").read_text()
+    assert "intro stays" in text and "stays too" in text and "old table" not in text
+    row = next(line for line in text.splitlines() if "cosine better" in line)
+    mean, lo, hi = _claim([10, 11, 12], [7, 8.5, 9]).effect()
+    assert f"B − A = {mean:+.3g} [{lo:+.3g}, {hi:+.3g}]; floor 3.00 ± 0.50" in row and "**agrees**" in row
+    assert "`difflab reproduce schedules`" in row
+    assert "Not yet re-run" in text and "[ddim-eta](ddim-eta.md)" in text  # the rest are named, with no verdict
+    body = json.loads((out / "schedules.json").read_text())
+    body["claims"][0]["verdict"] = "disagrees"
+    (out / "schedules.json").write_text(json.dumps(body))
+    assert main(["reproduce", "index", "--out", str(out)]) == 2
+    assert "not what its numbers give" in capsys.readouterr().err
+    assert "old table" not in (out / "README.md").read_text()  # nothing half-written: the good table stays
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reproduce"], "give one reproduction's name"),
+    (["reproduce", "schedules", "--all"], "not both"),
+    (["reproduce", "schedules", "--force"], "--force applies to --all"),
+])
+def test_reproduce_arguments_are_checked(argv, message, capsys):
+    from difflab.cli.main import main
+
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
