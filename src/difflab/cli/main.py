@@ -20,6 +20,7 @@ from . import (
     inpaint,
     interpolate,
     likelihood,
+    neighbors,
     reflow,
     reproduce,
     sample,
@@ -35,7 +36,8 @@ from . import (
 )
 
 #: every command, in the order ``difflab --help`` lists them
-COMMANDS = [train, reflow, distill, sample, train_classifier, train_autoencoder, evaluate, reproduce, export, demo, samplers, tune_steps,
+COMMANDS = [train, reflow, distill, sample, train_classifier, train_autoencoder, evaluate, neighbors, reproduce, export, demo,
+            samplers, tune_steps,
             likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory, app]
 
 
