@@ -10,7 +10,7 @@ HELP = "reproduce a seed paper's claim at CPU scale: table + plot in docs/result
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None,
-                   help="one of: schedules, ddim-eta, objectives, classifier-guidance, respacing, neighbors, predictor-corrector, "
+                   help="one of: schedules, ddim-eta, objectives, classifier-guidance, respacing, neighbors, predictor-corrector, likelihood, "
                         "swiss-roll, "
                         "low-density, ebm-vs-diffusion, energy-models; 'list'; or 'index' (rewrite the README's claims "
                         "table from the stored numbers)")

@@ -8,6 +8,7 @@ result agrees or disagrees with the paper) and ``<name>.png`` to an output direc
 * ``objectives``: L_simple vs L_hybrid vs L_vlb, bits/dim and sample quality (Nichol & Dhariwal 2021, Sec. 3.1, Table 1).
 * ``classifier-guidance``: guidance scale 0, 1, 10: FD, precision, recall, IS (Dhariwal & Nichol 2021, Table 4/Fig. 3).
 * ``predictor-corrector``: PC sampling vs the predictor alone at equal network evaluations (Song et al. 2021, Table 1).
+* ``likelihood``: the true bound L vs L_simple, test bits/dim and samples (Ho et al. 2020, Table 2).
 * ``neighbors``: samples beside their nearest training images, a memorization rate, an overfit control (Ho et al. 2020, Figs. 11–12).
 * ``respacing``: guided diffusion's section-count respacing vs uniform respacing at 25 and 50 steps (Nichol & Dhariwal 2021, Sec. 4).
 * ``swiss-roll``: the forward and the learned reverse trajectory on the swiss roll (Sohl-Dickstein et al. 2015, Fig. 1).
@@ -29,6 +30,7 @@ CLAIMS = {  # name: (module, what it reproduces)
     "classifier-guidance": ("classifier_guidance", "classifier guidance at scale 0, 1, 10 (ADM Sec. 4)"),
     "respacing": ("respacing", "section-count vs uniform respacing at 25 and 50 steps (IDDPM Sec. 4)"),
     "predictor-corrector": ("predictor_corrector", "PC sampling vs the predictor alone at equal evaluations (score SDE Table 1)"),
+    "likelihood": ("likelihood", "the true bound L vs L_simple: test bits/dim and samples (DDPM Table 2)"),
     "neighbors": ("neighbors", "nearest training images and a memorization rate, with an overfit control (DDPM Figs. 11-12)"),
     "swiss-roll": ("swiss_roll", "the swiss roll's forward and learned reverse trajectory (2015 Fig. 1)"),
     "low-density": ("low_density", "scores in low-density regions; Langevin vs annealed Langevin (NCSN Figs. 2-3)"),
@@ -38,10 +40,11 @@ CLAIMS = {  # name: (module, what it reproduces)
 
 # where the project's seed documents state the claim (the papers are named in each report)
 SEED_FILES = {"ddim-eta": " · seed 004", "schedules": " · seed 002", "objectives": " · seed 002",
-              "classifier-guidance": " · seed 002", "respacing": " · seed 000", "neighbors": " · seed 004", "predictor-corrector": " · seed 004"}
+              "classifier-guidance": " · seed 002", "respacing": " · seed 000", "neighbors": " · seed 004", "predictor-corrector": " · seed 004",
+              "likelihood": " · seed 000/004"}
 # the reproductions whose verdicts compare trained models: re-run on held-out data over training seeds
-VERDICT_CLAIMS = ("schedules", "ddim-eta", "classifier-guidance", "neighbors", "predictor-corrector", "objectives",
-                  "respacing")
+VERDICT_CLAIMS = ("schedules", "ddim-eta", "classifier-guidance", "neighbors", "predictor-corrector", "likelihood",
+                  "objectives", "respacing")
 # (schedules first: it measures its runs at 1,000 steps before continuing them to the 4,000 the next two reuse)
 
 
