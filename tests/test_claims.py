@@ -97,3 +97,27 @@ def test_reproduce_arguments_are_checked(argv, message, capsys):
 
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_reproduce_all_skips_what_is_written_and_rebuilds_the_table(tmp_path, monkeypatch):
+    """--all runs the reproductions not yet written (a --quick file does not count for a full run), skips the rest
+    unless --force, and ends with the claims table."""
+    import difflab.reproduce as rp
+
+    out = tmp_path / "results"
+    out.mkdir()
+    write_claims(out / "schedules.json", "schedules", "difflab reproduce schedules", [_claim([10, 11, 12], [7, 8.5, 9])])
+    write_claims(out / "ddim-eta.json", "ddim-eta", "difflab reproduce ddim-eta --quick", [_claim([1, 2, 3], [1, 2, 3])],
+                 quick=True)
+    for name in rp.CLAIMS:
+        if name not in rp.VERDICT_CLAIMS:
+            (out / f"{name}.md").write_text("# done\n")
+    ran = []
+    monkeypatch.setattr(rp, "reproduce", lambda name, **kw: ran.append((name, kw["command"])))
+    readme = rp.reproduce_all(out=out, runs=tmp_path / "runs")
+    assert [n for n, _ in ran] == [n for n in rp.CLAIMS if n in rp.VERDICT_CLAIMS and n != "schedules"]
+    assert ("ddim-eta", "difflab reproduce ddim-eta") in ran  # the quick file is redone in full
+    assert "cosine" not in readme.read_text() and "B has the lower FD" in readme.read_text()
+    ran.clear()
+    rp.reproduce_all(out=out, runs=tmp_path / "runs", force=True)
+    assert [n for n, _ in ran] == list(rp.CLAIMS)
