@@ -12,6 +12,7 @@ import sys
 
 from . import (
     app,
+    cascade,
     demo,
     denoise,
     distill,
@@ -36,7 +37,7 @@ from . import (
 )
 
 #: every command, in the order ``difflab --help`` lists them
-COMMANDS = [train, reflow, distill, sample, train_classifier, train_autoencoder, evaluate, neighbors, reproduce, export, demo,
+COMMANDS = [train, reflow, distill, sample, cascade, train_classifier, train_autoencoder, evaluate, neighbors, reproduce, export, demo,
             samplers, tune_steps,
             likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory, app]
 
