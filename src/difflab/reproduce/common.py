@@ -70,7 +70,7 @@ class Measures:
         return self.values[key]
 
 
-def floors(dataset: str, num: int, metrics=("fd",), repeats: int = 10) -> dict:
+def floors(dataset: str, num: int, metrics=("fd",), repeats: int = 50) -> dict:
     """The real-vs-real floors at ``num`` against the first ``num`` test images, in the dataset judge's features:
     {metric: {"mean", "sd", "n", "repeats"}} (:func:`difflab.evaluate.real_floor`)."""
     from ..evaluate import feature_extractor, real_floor
