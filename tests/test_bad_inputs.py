@@ -126,6 +126,11 @@ ROWS = [
     # --- difflab eval -----------------------------------------------------------------------------------------
     ("eval: neither run nor samples", "eval", "give either a run"),
     ("eval: samples without ref", "eval --samples {d}/good.npz", "--samples needs --ref"),
+    ("neighbors: a toy run", "neighbors {d}/toy --out {d}/nb.png", "neighbours compare images"),
+    ("neighbors: k beyond the training set", "neighbors {d}/digits --k 100000 --out {d}/nb.png", "the run trained on"),
+    ("neighbors: picture suffix", "neighbors {d}/digits --out {d}/nb.jpg", "must end in .png"),
+    ("cascade: upsampler is no SR model", "cascade {d}/digits {d}/digits --out {d}/c.png", "not a super-resolution model"),
+    ("cascade: a toy base", "cascade {d}/toy {d}/digits --out {d}/c.png", "one of these models 2-D points"),
     ("eval: more than the test split", "eval {d}/digits --num 451 --metrics fd", "the digits test split holds 450"),
     ("eval: .npy", "eval --samples {d}/arr.npy --ref mnist", "must be an .npz"),
     ("eval: missing file", "eval --samples {d}/missing.npz --ref mnist", "does not exist"),
