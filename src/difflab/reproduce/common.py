@@ -58,6 +58,8 @@ class Measures:
 
         self.path = ctx.runs / f"{ctx.name}{'-quick' if ctx.quick else ''}-measures.json"
         self.values = read_json_mapping(self.path, "measures file") if self.path.exists() else {}
+        self.ctx, self.minutes_before = ctx, float(self.values.get("_minutes", 0.0))
+        ctx.measures = self  # write_report states the time over every invocation
 
     def get(self, key: str, compute):
         import json
@@ -66,6 +68,7 @@ class Measures:
 
         if key not in self.values:
             self.values[key] = compute()
+            self.values["_minutes"] = self.minutes_before + (time.perf_counter() - self.ctx.started) / 60
             write_text(self.path, json.dumps(self.values, indent=1) + "\n")
         return self.values[key]
 
@@ -119,8 +122,14 @@ def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
     from ..io import write_text
 
     minutes = (time.perf_counter() - ctx.started) / 60
+    measures = getattr(ctx, "measures", None)
+    if measures is not None and measures.minutes_before:
+        minutes_text = (f"{measures.minutes_before + minutes:.1f} min in all on this machine, over the invocations that "
+                        f"trained and measured (this one {minutes:.1f} min)")
+    else:
+        minutes_text = f"{minutes:.1f} min on this machine"
     head = [f"# {title}", "", f"Command: `{ctx.command}`  ",
-            f"Date: {time.strftime('%Y-%m-%d %H:%M')}, {minutes:.1f} min on this machine (CPU, "
+            f"Date: {time.strftime('%Y-%m-%d %H:%M')}, {minutes_text} (CPU, "
             f"{torch.get_num_threads()} threads){' — QUICK MODE: too little training to judge the claim' if ctx.quick else ''}", ""]
     path = ctx.out / f"{ctx.name}.md"
     write_text(path, "\n".join(head + lines) + "\n")
