@@ -216,3 +216,14 @@ def test_eval_refuses_out_of_range_samples_and_clip_clamps_them_on_purpose(tmp_p
                  "--out", str(tmp_path / "b.json")]) == 0
     a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
     assert {k: v for k, v in a.items() if k != "source"} == {k: v for k, v in b.items() if k != "source"}
+
+
+def test_the_floor_pool_outgrows_n(monkeypatch):
+    """The floor's subsets come from a pool of max(FLOOR_POOL, 5 N) training images: with a pool as small as N
+    every repeat would draw the same images and the floor's sd would be 0 (as it once was at N = 10,000 on MNIST)."""
+    import difflab.evaluate as ev
+
+    monkeypatch.setattr(ev, "FLOOR_POOL", 150)
+    extractor, key = ev.feature_extractor("digits")
+    floor = ev.real_floor("digits", extractor, 150, key=key, repeats=4, seed=1)
+    assert len(set(floor.values)) == 4 and floor.sd > 0

@@ -101,7 +101,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("DIFFLAB_CACHE", Path.home() / ".cache" / "difflab"))
 
 
-FLOOR_POOL = 10_000  # training images the floor draws its subsets from (all of them when fewer)
+FLOOR_POOL = 10_000  # training images the floor draws its subsets from: at least this many, and 5 N (all when fewer)
 
 
 def split_features(dataset: str, extractor, split: str, num: int, root=None, key: str | None = None) -> torch.Tensor:
@@ -157,12 +157,13 @@ def real_floor(dataset: str, extractor, num: int, root=None, key: str | None = N
     """The real-vs-real floor of a score against the ``num`` reference test images: the score (``"fd"``,
     ``"precision"`` or ``"recall"``) of ``num`` *training* images (a random subset of the first ``FLOOR_POOL``,
     fresh each repeat) against those same test images — what a model that draws exactly from the data
-    distribution would score at this N and extractor. Returns a :class:`difflab.metrics.intervals.Floor`."""
+    distribution would score at this N and extractor. The pool holds max(``FLOOR_POOL``, 5 N) training images (all
+    of them when fewer), so the subsets differ from repeat to repeat. Returns a :class:`difflab.metrics.intervals.Floor`."""
     from .metrics.intervals import Floor
 
     score = _floor_metric(metric)
     ref = reference_features(dataset, extractor, num, root, key)
-    pool_size = min(FLOOR_POOL, split_size(dataset, "train", root))
+    pool_size = min(max(FLOOR_POOL, 5 * num), split_size(dataset, "train", root))  # a pool of N would never vary
     if pool_size < num:
         raise DifflabError(f"a floor at N = {num} needs {num} {dataset} training images; the train split holds {pool_size}.")
     pool = split_features(dataset, extractor, "train", pool_size, root, key)
