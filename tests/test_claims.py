@@ -71,6 +71,7 @@ def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
     (out / "README.md").write_text(f"# Results\n\nintro stays\n\n{START}\nold table\n{END}\n\n## Reading the plots\nstays too\n")
     write_claims(out / "schedules.json", "schedules", "difflab reproduce schedules",
                  [_claim([10, 11, 12], [7, 8.5, 9], text="cosine better")], num=450)
+    (out / "ddim-eta.md").write_text("# an old report\n")
     assert main(["reproduce", "index", "--out", str(out)]) == 0
     text = (out / "README.md").read_text()
     assert "intro stays" in text and "stays too" in text and "old table" not in text
@@ -78,7 +79,8 @@ def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
     mean, lo, hi = _claim([10, 11, 12], [7, 8.5, 9]).effect()
     assert f"B − A = {mean:+.3g} [{lo:+.3g}, {hi:+.3g}]; floor 3.00 ± 0.50" in row and "**agrees**" in row
     assert "`difflab reproduce schedules`" in row
-    assert "Not yet re-run" in text and "[ddim-eta](ddim-eta.md)" in text  # the rest are named, with no verdict
+    assert "Not yet re-run" in text and "[ddim-eta](ddim-eta.md)" in text  # an old report: named, with no verdict
+    assert "Not run yet" in text and "`likelihood`" in text  # no report at all: no link to a missing file
     body = json.loads((out / "schedules.json").read_text())
     body["claims"][0]["verdict"] = "disagrees"
     (out / "schedules.json").write_text(json.dumps(body))

@@ -35,10 +35,14 @@ def rows(out: Path, names: list[str]) -> list[str]:
             lines.append(f"| [{c.text}]({name}.md) | {c.paper}{SEED_FILES.get(name, '')} | {c.metric}: {c.b} − {c.a} = "
                          f"{mean:+.3g} [{lo:+.3g}, {hi:+.3g}]{floor}{quick} | **{c.verdict()}** | "
                          f"`{info.get('command', 'difflab reproduce ' + name)}` |")
-    if pending:
+    old = [n for n in pending if (out / f"{n}.md").is_file()]
+    new = [n for n in pending if n not in old]
+    if old:
         lines += ["", "Not yet re-run on held-out data with training seeds (their reports predate the digits split, "
                   "their models trained on the images they are scored against, so they carry no verdict): "
-                  + ", ".join(f"[{n}]({n}.md)" for n in pending) + "."]
+                  + ", ".join(f"[{n}]({n}.md)" for n in old) + "."]
+    if new:
+        lines += ["", "Not run yet (`difflab reproduce NAME` or `--all`): " + ", ".join(f"`{n}`" for n in new) + "."]
     return lines
 
 
