@@ -130,7 +130,7 @@ def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
         minutes_text = f"{minutes:.1f} min on this machine"
     head = [f"# {title}", "", f"Command: `{ctx.command}`  ",
             f"Date: {time.strftime('%Y-%m-%d %H:%M')}, {minutes_text} (CPU, "
-            f"{torch.get_num_threads()} threads){' — QUICK MODE: too little training to judge the claim' if ctx.quick else ''}", ""]
+            f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}){' — QUICK MODE: too little training to judge the claim' if ctx.quick else ''}", ""]
     path = ctx.out / f"{ctx.name}.md"
     write_text(path, "\n".join(head + lines) + "\n")
     print(f"[{ctx.name}] wrote {path}")
