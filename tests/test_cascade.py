@@ -79,3 +79,39 @@ def test_cli_cascade_bad_input(pair, tmp_path, capsys, which, args, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("o.*"))
+
+
+def test_a_whole_factor_shrink_is_the_upsamplers_average_pool():
+    """The base's training images are exactly what the upsampler is conditioned on: a 2x shrink of the 8x8 digits is
+    the mean of each 2x2 block (recomputed here in float64 by reshaping), the low_res image of data.lowres."""
+    from difflab.data import load_dataset
+    from difflab.data.lowres import low_res
+
+    full = load_dataset("digits", split="train").data
+    small = load_dataset("digits", split="train", image_size=4).data
+    blocks = full.double().reshape(-1, 1, 4, 2, 4, 2).mean(dim=(3, 5))
+    assert small.shape == (full.shape[0], 1, 4, 4)
+    assert torch.allclose(small.double(), blocks, atol=1e-6)
+    assert torch.allclose(small, low_res(full, 2), atol=1e-6)
+
+
+def test_the_cascade_reproduction_gives_its_stages_the_single_stage_models_flops():
+    """difflab reproduce cascade: each stage's length makes (base + upsampler) FLOPs equal the single stage's, to
+    within one step; the 4x4 base costs about a quarter of the 8x8 networks (a quarter of the pixels)."""
+    from difflab.reproduce.cascade import configs, forward_flops, stage_length
+
+    assert stage_length(1000, {"single": 4, "base": 1, "upsampler": 4}) == 800
+    assert stage_length(3, {"single": 1, "base": 100, "upsampler": 100}) == 1  # never zero steps
+    flops = {k: forward_flops(c) for k, c in configs().items()}
+    s = stage_length(2000, flops)
+    assert abs(s * (flops["base"] + flops["upsampler"]) - 2000 * flops["single"]) <= flops["base"] + flops["upsampler"]
+    assert 0.2 < flops["base"] / flops["single"] < 0.3
+    assert 0.9 < flops["upsampler"] / flops["single"] < 1.1  # the same network with one more input channel
+
+
+def test_training_seconds_add_up_over_resumed_invocations(tmp_path):
+    from difflab.reproduce.cascade import training_seconds
+
+    (tmp_path / "log.csv").write_text("step,loss,lr,grad_norm,seconds\n100,1,1,1,4.0\n200,1,1,1,9.5\n"
+                                      "300,1,1,1,3.0\n400,1,1,1,6.25\n")
+    assert training_seconds(tmp_path) == pytest.approx(9.5 + 6.25)

@@ -130,7 +130,7 @@ def _merge(base: dict, override: dict, where: str = "") -> dict:
 
 # SR3 (Saharia et al. 2021): 14x14 -> 28x28, the U-Net sees the bicubically upsampled 2x2-average-pooled image
 # the base of a two-stage cascade (``difflab cascade``, then ``mnist-sr``): class-conditional MNIST resized to 14x14
-# (bilinear antialiased; mnist-sr is conditioned on 2x2 average pools, a small gap between the two stages)
+# (2x2 average pools: exactly the low-resolution images mnist-sr is conditioned on)
 PRESETS["mnist-14"] = _merge(_mnist_like("mnist"), {
     "data": {"image_size": 14},
     "model": {"image_size": 14, "channel_mult": [1, 2], "attention_resolutions": [7]},

@@ -180,10 +180,14 @@ def load_folder(
 
 
 def convert_images(x: torch.Tensor, *, image_size: int | None, channels: int | None) -> torch.Tensor:
-    """Resize (shorter side, bilinear antialiased, then centre crop) and/or change channels.
+    """Resize (shorter side, then centre crop) and/or change channels.
 
     Used for the tensor datasets (digits, MNIST, IDX) when image_size or channels differ from
     the stored ones. 1 -> 3 channels repeats the gray value; 3 -> 1 takes ITU-R 601-2 luma.
+    A square image shrunk by a whole factor f is f×f average-pooled — the low-resolution image
+    an SR3 upsampler is conditioned on (:func:`difflab.data.lowres.low_res`), so a cascade's base
+    model learns exactly the images its upsampler expects; any other size is resized bilinearly,
+    antialiased.
     """
     if channels is not None and channels != x.shape[1]:
         if channels == 3:
@@ -195,7 +199,9 @@ def convert_images(x: torch.Tensor, *, image_size: int | None, channels: int | N
         h, w = x.shape[2], x.shape[3]
         scale = image_size / min(h, w)
         new_h, new_w = max(image_size, round(h * scale)), max(image_size, round(w * scale))
-        if (new_h, new_w) != (h, w):
+        if h == w and h % image_size == 0 and h != image_size:
+            x, new_h, new_w = torch.nn.functional.avg_pool2d(x, h // image_size), image_size, image_size
+        elif (new_h, new_w) != (h, w):
             x = torch.nn.functional.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
         top, left = (new_h - image_size) // 2, (new_w - image_size) // 2
         x = x[:, :, top : top + image_size, left : left + image_size]

@@ -11,6 +11,7 @@ result agrees or disagrees with the paper) and ``<name>.png`` to an output direc
 * ``likelihood``: the true bound L vs L_simple, test bits/dim and samples (Ho et al. 2020, Table 2).
 * ``neighbors``: samples beside their nearest training images, a memorization rate, an overfit control (Ho et al. 2020, Figs. 11–12).
 * ``respacing``: guided diffusion's section-count respacing vs uniform respacing at 25 and 50 steps (Nichol & Dhariwal 2021, Sec. 4).
+* ``cascade``: a 4×4 base then an SR3 upsampler vs a single 8×8 model at equal training FLOPs (Dhariwal & Nichol 2021, Table 5).
 * ``swiss-roll``: the forward and the learned reverse trajectory on the swiss roll (Sohl-Dickstein et al. 2015, Fig. 1).
 * ``low-density``: score estimates in low-density regions, Langevin vs annealed Langevin (Song & Ermon 2019, Figs. 2–3).
 * ``ebm-vs-diffusion``: an energy-based model against a diffusion model on 8 Gaussians at equal training time.
@@ -32,6 +33,7 @@ CLAIMS = {  # name: (module, what it reproduces)
     "predictor-corrector": ("predictor_corrector", "PC sampling vs the predictor alone at equal evaluations (score SDE Table 1)"),
     "likelihood": ("likelihood", "the true bound L vs L_simple: test bits/dim and samples (DDPM Table 2)"),
     "neighbors": ("neighbors", "nearest training images and a memorization rate, with an overfit control (DDPM Figs. 11-12)"),
+    "cascade": ("cascade", "a low-resolution base then an upsampler vs one model at equal training FLOPs (ADM Table 5)"),
     "swiss-roll": ("swiss_roll", "the swiss roll's forward and learned reverse trajectory (2015 Fig. 1)"),
     "low-density": ("low_density", "scores in low-density regions; Langevin vs annealed Langevin (NCSN Figs. 2-3)"),
     "ebm-vs-diffusion": ("ebm_vs_diffusion", "an energy-based model vs a diffusion model on 8 Gaussians, equal time"),
@@ -41,10 +43,10 @@ CLAIMS = {  # name: (module, what it reproduces)
 # where the project's seed documents state the claim (the papers are named in each report)
 SEED_FILES = {"ddim-eta": " · seed 004", "schedules": " · seed 002", "objectives": " · seed 002",
               "classifier-guidance": " · seed 002", "respacing": " · seed 000", "neighbors": " · seed 004", "predictor-corrector": " · seed 004",
-              "likelihood": " · seed 000/004"}
+              "likelihood": " · seed 000/004", "cascade": " · seed 002"}
 # the reproductions whose verdicts compare trained models: re-run on held-out data over training seeds
 VERDICT_CLAIMS = ("schedules", "ddim-eta", "classifier-guidance", "neighbors", "predictor-corrector", "likelihood",
-                  "objectives", "respacing")
+                  "objectives", "respacing", "cascade")
 # (schedules first: it measures its runs at 1,000 steps before continuing them to the 4,000 the next two reuse)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd, write_claims
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
 
 SCALES = (0.0, 1.0, 10.0)
 LENGTH = 4000  # the diffusion model's training steps: the schedules reproduction's longer length
@@ -52,9 +52,9 @@ def measure(ctx, run, clf, num: int, scale: float) -> dict:
 def main(ctx):
     from .. import plotting
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length = 120 if ctx.quick else LENGTH
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length = ctx.length(LENGTH)
+    num = ctx.num
     measures = Measures(ctx)
     floor = measures.get(f"floors-{num}", lambda: floors("digits", num, ("fd", "precision", "recall")))
     cfg = preset("digits", diffusion={"schedule": "cosine", "loss": "simple"}, model={"num_classes": None},
@@ -94,7 +94,7 @@ def main(ctx):
         ax.errorbar(range(len(SCALES)), [a for a, _ in ms], yerr=[b for _, b in ms], marker="o", capsize=3)
         if key in floor:
             f = floor[key]
-            ax.axhspan(f["mean"] - 2 * f["sd"], f["mean"] + 2 * f["sd"], color="0.85", label="real ± 2 sd")
+            floor_band(ax, f)
             ax.legend(fontsize=7)
         ax.set_xticks(range(len(SCALES)), [f"s = {s:g}" for s in SCALES])
         ax.set_title(label, fontsize=9)

@@ -12,6 +12,9 @@ import torch
 
 @dataclass
 class Context:
+    """One reproduction's invocation. ``--quick`` shrinks every scale to a smoke test: two training seeds instead of
+    three, 130 samples instead of the 450 held-out test digits, 120 training steps (:meth:`length`)."""
+
     name: str
     out: Path
     runs: Path
@@ -20,6 +23,22 @@ class Context:
 
     def __post_init__(self):
         self.started = time.perf_counter()
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds a verdict is taken over (:data:`difflab.reproduce.claims.SEEDS`)."""
+        from .claims import SEEDS
+
+        return SEEDS[:2] if self.quick else SEEDS
+
+    @property
+    def num(self) -> int:
+        """Samples per measured cell: all 450 held-out test digits (130 with ``--quick``)."""
+        return 130 if self.quick else 450
+
+    def length(self, full: int, quick: int = 120) -> int:
+        """A training length: ``full`` steps, or ``quick`` with ``--quick``."""
+        return quick if self.quick else full
 
 
 def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: int = 0):
@@ -84,6 +103,15 @@ def floors(dataset: str, num: int, metrics=("fd",), repeats: int = 50) -> dict:
         f = real_floor(dataset, extractor, num, key=key, repeats=repeats, metric=metric)
         out[metric] = {"mean": f.mean, "sd": f.sd, "n": num, "repeats": repeats}
     return out
+
+
+def floor_band(ax, floor: dict, label: str = "real-vs-real floor ± 2 sd"):
+    """Shade the real-vs-real floor (``{"mean", "sd"}``) ± the verdict margin on a plot of scores: a setting whose
+    score lies in the band is as close to the data as a second set of real images."""
+    from .claims import MARGIN_FLOOR_SDS
+
+    k = MARGIN_FLOOR_SDS
+    ax.axhspan(floor["mean"] - k * floor["sd"], floor["mean"] + k * floor["sd"], color="0.85", label=label, zorder=0)
 
 
 def preset(name: str, **sections) -> dict:

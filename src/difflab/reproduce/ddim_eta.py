@@ -9,8 +9,8 @@ digits judge's features against the 450 held-out test digits. Verdicts: :mod:`di
 
 from __future__ import annotations
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd, write_claims
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
 
 ETAS = (0.0, 0.2, 0.5, 1.0)
 STEPS = (10, 20, 50, 100, 1000)
@@ -34,9 +34,9 @@ def settings():
 def main(ctx):
     from .. import plotting
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length = 120 if ctx.quick else LENGTH
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length = ctx.length(LENGTH)
+    num = ctx.num
     steps = (10, 20) if ctx.quick else STEPS
     measures = Measures(ctx)
     floor = measures.get(f"floors-{num}", lambda: floors("digits", num))["fd"]
@@ -79,7 +79,7 @@ def main(ctx):
         have = [s for s in steps if f"s{seeds[0]}-{label}-{s}" in m]
         ms = [mean_sd(vals(label, s)) for s in have]
         ax.errorbar(have, [a for a, _ in ms], yerr=[b for _, b in ms], marker="o", capsize=2, color=f"C{i}", label=label)
-    ax.axhspan(floor["mean"] - 2 * floor["sd"], floor["mean"] + 2 * floor["sd"], color="0.85", label="real ± 2 sd")
+    floor_band(ax, floor)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(steps, [str(s) for s in steps])

@@ -11,7 +11,7 @@ the median distance at which the 450 held-out test digits find their nearest tra
 
 from __future__ import annotations
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
+from .claims import Claim, claim_table, mean_sd, write_claims
 from .common import Measures, figure_path, preset, run_or_train, write_report
 
 LENGTH = 4000
@@ -35,9 +35,9 @@ def measure(ctx, run, num: int, figure=None) -> dict:
 
 
 def main(ctx):
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length, overfit_steps = (120, 200) if ctx.quick else (LENGTH, OVERFIT_STEPS)
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length, overfit_steps = ctx.length(LENGTH), ctx.length(OVERFIT_STEPS, quick=200)
+    num = ctx.num
     measures = Measures(ctx)
     normal = preset("digits", diffusion={"schedule": "cosine", "loss": "simple"}, model={"num_classes": None},
                     train={"sample_every": 0})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
+from .claims import Claim, claim_table, mean_sd, write_claims
 from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
 
 OBJECTIVES = {  # run name (before -s<seed>): (label, diffusion section, train section)
@@ -50,9 +50,9 @@ def main(ctx):
     from .. import plotting
     from ..data import load_dataset
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length = 120 if ctx.quick else LENGTH
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length = ctx.length(LENGTH)
+    num = ctx.num
     num_bound = 16 if ctx.quick else 200
     test = load_dataset("digits", split="test").data[:num_bound]
     measures = Measures(ctx)

@@ -10,8 +10,8 @@ digits judge's features against the 450 held-out test digits. Verdicts: :mod:`di
 
 from __future__ import annotations
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd, write_claims
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
 
 LENGTH = 4000
 NFES = (50, 100, 200)  # network evaluations per sample
@@ -22,9 +22,9 @@ SETTINGS = {"P (predictor only)": {"corrector_steps": 0}, "PC (+1 Langevin corre
 def main(ctx):
     from .. import plotting
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length = 120 if ctx.quick else LENGTH
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length = ctx.length(LENGTH)
+    num = ctx.num
     nfes = NFES[:1] if ctx.quick else NFES
     measures = Measures(ctx)
     floor = measures.get(f"floors-{num}", lambda: floors("digits", num))["fd"]
@@ -58,7 +58,7 @@ def main(ctx):
     for i, label in enumerate(SETTINGS):
         ms = [mean_sd(vals(label, n)) for n in nfes]
         ax.errorbar(nfes, [a for a, _ in ms], yerr=[b for _, b in ms], marker="o", capsize=3, color=f"C{i}", label=label)
-    ax.axhspan(floor["mean"] - 2 * floor["sd"], floor["mean"] + 2 * floor["sd"], color="0.85", label="real ± 2 sd")
+    floor_band(ax, floor)
     ax.set(xscale="log", xlabel="network evaluations per sample", ylabel="FD[digits-classifier], mean ± sd over seeds",
            title="predictor-corrector vs predictor only, equal evaluations")
     ax.set_xticks(nfes, [str(n) for n in nfes])

@@ -10,8 +10,8 @@ noise, and towards high noise; three training seeds on the digits train split, s
 
 from __future__ import annotations
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd, write_claims
+from .common import Measures, draw, figure_path, floor_band, floors, run_or_train, scores, write_report
 from .objectives import LENGTH, config
 
 PAPER = "Nichol & Dhariwal 2021, Sec. 4"
@@ -38,9 +38,9 @@ FIXED = "L_simple, fixed β̃, DDPM"  # the fixed-variance ancestral sampler IDD
 def main(ctx):
     from .. import plotting
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
-    length = 120 if ctx.quick else LENGTH
-    num = 130 if ctx.quick else 450
+    seeds = ctx.seeds
+    length = ctx.length(LENGTH)
+    num = ctx.num
     measures = Measures(ctx)
     floor = measures.get(f"floors-{num}", lambda: floors("digits", num, ("fd", "precision", "recall")))
     for seed in seeds:
@@ -86,7 +86,7 @@ def main(ctx):
             ms = [mean_sd(vals(label, steps, n)) for n in names]
             ax.bar([i + 0.38 * j for i in range(len(names))], [a for a, _ in ms], 0.38, yerr=[b for _, b in ms],
                    color=f"C{j}", label=f"{steps} steps")
-        ax.axhspan(0, floor["fd"]["mean"], color="0.85", label="real-vs-real floor")
+        floor_band(ax, floor["fd"])
         ax.set_xticks([i + 0.19 for i in range(len(names))], [n.split(" (")[0].replace("sections, most steps at ", "more at\n")
                                                                for n in names], fontsize=8)
         ax.set_ylabel("FD[digits-classifier], mean ± sd over seeds")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import SEEDS, Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd, write_claims
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
 
 STEPS = (10, 20, 50, 100)
 DDPM_STEPS = 100  # ancestral sampling respaced to 100 steps with β̃
@@ -62,9 +62,9 @@ def claims_at(m: dict, length: int, seeds, steps, floor: dict) -> list[Claim]:
 def main(ctx):
     from .. import plotting
 
-    seeds = SEEDS[:2] if ctx.quick else SEEDS
+    seeds = ctx.seeds
     lengths = (60, 120) if ctx.quick else LENGTHS
-    num = 130 if ctx.quick else 450  # all 450 held-out test digits
+    num = ctx.num
     num_bound = 16 if ctx.quick else 200
     steps = STEPS[:2] if ctx.quick else STEPS
     measures = Measures(ctx)
@@ -95,8 +95,7 @@ def main(ctx):
             ms = [mean_sd(m[f"{label}-s{seed}-{length}"][f"ddim-{s}"] for seed in seeds) for s in steps]
             a3.errorbar(steps, [x for x, _ in ms], yerr=[e for _, e in ms], color=f"C{i}", linestyle=style, marker="o",
                         capsize=2, label=f"{label}, {length} training steps")
-    a3.axhspan(floor["mean"] - 2 * floor["sd"], floor["mean"] + 2 * floor["sd"], color="0.85",
-               label="real-vs-real floor ± 2 sd")
+    floor_band(a3, floor)
     a1.set(xlabel="t / T", ylabel="ᾱ_t", title="ᾱ_t (IDDPM Fig. 5)")
     a2.set(xlabel="t / T", ylabel="λ_t", title="log-SNR λ_t = log ᾱ_t / (1 − ᾱ_t)")
     a3.set(xlabel="DDIM steps (η = 0)", ylabel="FD[digits-classifier], mean ± sd over seeds",
