@@ -9,11 +9,11 @@ HELP = "reproduce a seed paper's claim at CPU scale: table + plot in docs/result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..reproduce import names
+
     p.add_argument("name", nargs="?", default=None,
-                   help="one of: schedules, ddim-eta, objectives, classifier-guidance, respacing, neighbors, predictor-corrector, likelihood, "
-                        "swiss-roll, "
-                        "low-density, ebm-vs-diffusion, energy-models; 'list'; or 'index' (rewrite the README's claims "
-                        "table from the stored numbers)")
+                   help=f"one of: {', '.join(names())}; 'list'; or 'index' (rewrite the README's claims table from the "
+                        "stored numbers)")
     p.add_argument("--all", action="store_true", help="every reproduction not yet written (resumable), then the "
                                                       "README's claims table")
     p.add_argument("--force", action="store_true", help="with --all: re-run reproductions already written")

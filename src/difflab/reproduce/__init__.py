@@ -46,7 +46,7 @@ SEED_FILES = {"ddim-eta": " · seed 004", "schedules": " · seed 002", "objectiv
               "likelihood": " · seed 000/004", "cascade": " · seed 002"}
 # the reproductions whose verdicts compare trained models: re-run on held-out data over training seeds
 VERDICT_CLAIMS = ("schedules", "ddim-eta", "classifier-guidance", "neighbors", "predictor-corrector", "likelihood",
-                  "objectives", "respacing", "cascade")
+                  "objectives", "respacing", "cascade", "swiss-roll")
 # (schedules first: it measures its runs at 1,000 steps before continuing them to the 4,000 the next two reuse)
 
 
