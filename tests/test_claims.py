@@ -123,3 +123,19 @@ def test_reproduce_all_skips_what_is_written_and_rebuilds_the_table(tmp_path, mo
     ran.clear()
     rp.reproduce_all(out=out, runs=tmp_path / "runs", force=True)
     assert [n for n, _ in ran] == list(rp.CLAIMS)
+
+
+def test_draw_gives_sample_i_its_class_whatever_the_batch():
+    """reproduce.common.draw: sample i gets classes[i % len] and the same noise stream in any batching."""
+    import torch
+
+    from difflab.reproduce.common import draw
+
+    class Recorder:
+        def sample(self, n, generator=None, classes=None, **options):
+            return torch.stack([torch.tensor([float(c), torch.randn(1, generator=g).item()])
+                                for c, g in zip(classes, generator)])
+
+    one = draw(Recorder(), 7, seed=2, batch=100, classes=list(range(5)))
+    split = draw(Recorder(), 7, seed=2, batch=3, classes=list(range(5)))
+    assert one[:, 0].tolist() == [0, 1, 2, 3, 4, 0, 1] and torch.equal(one, split)

@@ -123,13 +123,18 @@ def preset(name: str, **sections) -> dict:
 
 def draw(run, num: int, seed: int = 0, batch: int = 500, **sample_options) -> torch.Tensor:
     """``num`` samples in data coordinates, sample i from seed ``seed * 1_000_003 + i`` alone, so every setting
-    of a table starts from the same noise."""
+    of a table starts from the same noise; with a list of ``classes``, sample i gets ``classes[i % len]`` whatever
+    the batch."""
     from ..random import per_sample_generators
 
-    out = []
+    out, classes = [], sample_options.pop("classes", None)
     for lo in range(0, num, batch):
         n = min(batch, num - lo)
         gens = per_sample_generators(seed, lo, n, num)
+        if isinstance(classes, (list, tuple)):
+            sample_options["classes"] = [classes[(lo + i) % len(classes)] for i in range(n)]
+        elif classes is not None:
+            sample_options["classes"] = classes
         out.append(run.sample(n, generator=gens, **sample_options))
     return torch.cat(out)
 
