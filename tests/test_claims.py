@@ -80,7 +80,8 @@ def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
     assert f"B − A = {mean:+.3g} [{lo:+.3g}, {hi:+.3g}]; floor 3.00 ± 0.50" in row and "**agrees**" in row
     assert "`difflab reproduce schedules`" in row
     assert "Not yet re-run" in text and "[ddim-eta](ddim-eta.md)" in text  # an old report: named, with no verdict
-    assert "Not run yet" in text and "`likelihood`" in text  # no report at all: no link to a missing file
+    assert "Not run yet" in text and "`difflab reproduce likelihood`" in text  # no report: no link to a missing file
+    assert "`difflab reproduce schedules --dataset mnist`" in text  # the MNIST-scale report, named by its command
     body = json.loads((out / "schedules.json").read_text())
     body["claims"][0]["verdict"] = "disagrees"
     (out / "schedules.json").write_text(json.dumps(body))
@@ -93,6 +94,10 @@ def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
     (["reproduce"], "give one reproduction's name"),
     (["reproduce", "schedules", "--all"], "not both"),
     (["reproduce", "schedules", "--force"], "--force applies to --all"),
+    (["reproduce", "ddim-eta", "--dataset", "mnist"], "runs on digits only, not on 'mnist'"),
+    (["reproduce", "schedules", "--dataset", "cifar10"], "runs on digits, mnist only"),
+    (["reproduce", "swiss-roll", "--dataset", "digits"], "runs on its own data (no --dataset) only"),
+    (["reproduce", "--all", "--dataset", "mnist"], "--dataset applies to one named reproduction"),
 ])
 def test_reproduce_arguments_are_checked(argv, message, capsys):
     from difflab.cli.main import main

@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="docs/results", help="directory for <name>.md and <name>.png (default docs/results)")
     p.add_argument("--runs", default="runs/reproduce",
                    help="where the models it needs are found, or trained when absent (default runs/reproduce)")
+    p.add_argument("--dataset", default=None, help="the dataset, for the reproductions that run beyond digits "
+                                                  "(schedules: digits or mnist; the report is then <name>-<dataset>.md)")
     p.add_argument("--quick", action="store_true", help="a few hundred training steps and few samples: checks the "
                                                           "pipeline, says so in the report, proves nothing")
 
@@ -41,14 +43,17 @@ def execute(a) -> None:
         from pathlib import Path
 
         from ..reproduce.index import write_index
-        write_index(Path(a.out), list(reproduce.VERDICT_CLAIMS))
+        write_index(Path(a.out), reproduce.index_names())
         return
+    if a.dataset is not None and a.all:
+        raise error("--dataset applies to one named reproduction; --all runs the digits ones.")
     if a.name is not None:
-        reproduce.module(a.name)  # an unknown name fails before anything is trained
+        reproduce.check_dataset(a.name, a.dataset)  # an unknown name or dataset fails before anything is trained
     command = f"difflab reproduce {a.name or '--all'}" + "".join(
         f" {flag} {value}" for flag, value, default in (("--out", a.out, "docs/results"), ("--runs", a.runs, "runs/reproduce"))
-        if value != default) + (" --quick" if a.quick else "")
+        if value != default) + (f" --dataset {a.dataset}" if a.dataset not in (None, "digits") else "") \
+        + (" --quick" if a.quick else "")
     if a.all:
         reproduce.reproduce_all(out=a.out, runs=a.runs, quick=a.quick, force=a.force, command=command)
     else:
-        reproduce.reproduce(a.name, out=a.out, runs=a.runs, quick=a.quick, command=command)
+        reproduce.reproduce(a.name, out=a.out, runs=a.runs, quick=a.quick, command=command, dataset=a.dataset)

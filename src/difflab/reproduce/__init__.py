@@ -48,6 +48,25 @@ SEED_FILES = {"ddim-eta": " · seed 004", "schedules": " · seed 002", "objectiv
 VERDICT_CLAIMS = ("schedules", "ddim-eta", "classifier-guidance", "neighbors", "predictor-corrector", "likelihood",
                   "objectives", "respacing", "cascade", "swiss-roll")
 # (schedules first: it measures its runs at 1,000 steps before continuing them to the 4,000 the next two reuse)
+# the reproductions that also run beyond digits (``--dataset``); their reports are named ``<name>-<dataset>``, stand in
+# the claims table beside the digits ones, and are not part of ``--all`` (MNIST models train for hours on a CPU)
+DATASETS = {"schedules": ("digits", "mnist")}
+OWN_DATA = ("swiss-roll", "low-density", "ebm-vs-diffusion", "energy-models")  # toys and their own datasets
+
+
+def index_names() -> list[str]:
+    """The reports the claims table lists: every verdict-bearing reproduction, then their runs beyond digits."""
+    return list(VERDICT_CLAIMS) + [f"{n}-{d}" for n, ds in DATASETS.items() for d in ds if d != "digits"]
+
+
+def command_of(stem: str) -> str:
+    """The command that writes the report ``stem`` (``schedules-mnist`` → ``difflab reproduce schedules --dataset
+    mnist``)."""
+    for name, datasets in DATASETS.items():
+        for d in datasets:
+            if d != "digits" and stem == f"{name}-{d}":
+                return f"difflab reproduce {name} --dataset {d}"
+    return f"difflab reproduce {stem}"
 
 
 def names() -> list[str]:
@@ -90,16 +109,32 @@ def reproduce_all(out="docs/results", runs="runs/reproduce", quick: bool = False
         reproduce(name, out=out, runs=runs, quick=quick,
                   command=(command or "difflab reproduce --all").replace("--all", name))
     print(f"[all] {(time.perf_counter() - started) / 60:.1f} min")
-    return write_index(out, list(VERDICT_CLAIMS))
+    return write_index(out, index_names())
 
 
-def reproduce(name: str, out="docs/results", runs="runs/reproduce", quick: bool = False, command: str | None = None):
-    """Run one reproduction; returns the path of the markdown report it wrote."""
+def check_dataset(name: str, dataset: str | None) -> str:
+    """The dataset reproduction ``name`` runs on: digits unless ``dataset`` names another it supports."""
+    module(name)
+    if dataset is None:
+        return "digits"
+    supported = DATASETS.get(name, () if name in OWN_DATA else ("digits",))
+    if dataset not in supported:
+        where = ", ".join(supported) if supported else "its own data (no --dataset)"
+        raise DifflabError(f"reproduction {name!r} runs on {where} only, not on {dataset!r}.")
+    return dataset
+
+
+def reproduce(name: str, out="docs/results", runs="runs/reproduce", quick: bool = False, command: str | None = None,
+              dataset: str | None = None):
+    """Run one reproduction (on ``dataset`` where it offers several, :data:`DATASETS`); returns the path of the
+    markdown report it wrote."""
     from pathlib import Path
 
     from .common import Context
 
     mod = module(name)
-    ctx = Context(name=name, out=Path(out), runs=Path(runs), quick=quick,
-                  command=command or f"difflab reproduce {name}" + (" --quick" if quick else ""))
+    dataset = check_dataset(name, dataset)
+    ctx = Context(name=name, out=Path(out), runs=Path(runs), quick=quick, dataset=dataset,
+                  command=command or f"difflab reproduce {name}" + (f" --dataset {dataset}" if dataset != "digits"
+                                                                    else "") + (" --quick" if quick else ""))
     return mod.main(ctx)

@@ -193,6 +193,6 @@ def main(ctx):
               "lower resolution and upsampling it (ADM-G + ADM-U) than with a single guided model at full "
               "resolution; Ho et al. (2022) find cascades better at equal model budget. The verdicts, by rule:", "",
               *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floor=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
                  length=length, stage_length=stage, flops=flops, num=num)
     return write_report(ctx, "Two-stage cascade vs single stage at equal training compute (ADM Table 5)", lines)

@@ -125,6 +125,6 @@ def main(ctx):
               "ADM (Table 4, unconditional ImageNet 256×256 model): scale 10 trades diversity for fidelity — FID 26.21 → "
               "12.00, IS 39.70 → 95.41, precision 0.61 → 0.76, recall 0.63 → 0.44 — while scale 1 is too weak for an "
               "unconditional model (FID 33.03). The verdicts, by rule:", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floors=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floors=floor,
                  length=length, num=num)
     return write_report(ctx, "Classifier guidance scale 0, 1, 10 (ADM Sec. 4)", lines)

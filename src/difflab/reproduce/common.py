@@ -10,6 +10,12 @@ from pathlib import Path
 import torch
 
 
+# the datasets a reproduction may run on (``difflab reproduce NAME --dataset``), with the number of samples each cell
+# scores against as many held-out test images: all 450 test digits; on MNIST 1,000, where the real-vs-real floor's
+# sd (0.18, benchmarks/results/fd_floors.md) is a tenth of the digits one at 450
+SCALES = {"digits": {"num": 450}, "mnist": {"num": 1000}}
+
+
 @dataclass
 class Context:
     """One reproduction's invocation. ``--quick`` shrinks every scale to a smoke test: two training seeds instead of
@@ -20,6 +26,7 @@ class Context:
     runs: Path
     quick: bool
     command: str
+    dataset: str = "digits"
 
     def __post_init__(self):
         self.started = time.perf_counter()
@@ -33,8 +40,13 @@ class Context:
 
     @property
     def num(self) -> int:
-        """Samples per measured cell: all 450 held-out test digits (130 with ``--quick``)."""
-        return 130 if self.quick else 450
+        """Samples per measured cell (130 with ``--quick``): :data:`SCALES`."""
+        return 130 if self.quick else SCALES[self.dataset]["num"]
+
+    @property
+    def stem(self) -> str:
+        """The file names' stem: the reproduction's name, with ``-<dataset>`` beyond digits (``schedules-mnist``)."""
+        return self.name if self.dataset == "digits" else f"{self.name}-{self.dataset}"
 
     def length(self, full: int, quick: int = 120) -> int:
         """A training length: ``full`` steps, or ``quick`` with ``--quick``."""
@@ -75,7 +87,7 @@ class Measures:
     def __init__(self, ctx: Context):
         from ..io import read_json_mapping
 
-        self.path = ctx.runs / f"{ctx.name}{'-quick' if ctx.quick else ''}-measures.json"
+        self.path = ctx.runs / f"{ctx.stem}{'-quick' if ctx.quick else ''}-measures.json"
         self.values = read_json_mapping(self.path, "measures file") if self.path.exists() else {}
         self.ctx, self.minutes_before = ctx, float(self.values.get("_minutes", 0.0))
         ctx.measures = self  # write_report states the time over every invocation
@@ -164,7 +176,7 @@ def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
     head = [f"# {title}", "", f"Command: `{ctx.command}`  ",
             f"Date: {time.strftime('%Y-%m-%d %H:%M')}, {minutes_text} (CPU, "
             f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}){' — QUICK MODE: too little training to judge the claim' if ctx.quick else ''}", ""]
-    path = ctx.out / f"{ctx.name}.md"
+    path = ctx.out / f"{ctx.stem}.md"
     write_text(path, "\n".join(head + lines) + "\n")
     print(f"[{ctx.name}] wrote {path}")
     return path
@@ -172,4 +184,4 @@ def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
 
 def figure_path(ctx: Context, suffix: str = "") -> Path:
     ctx.out.mkdir(parents=True, exist_ok=True)
-    return ctx.out / f"{ctx.name}{suffix}.png"
+    return ctx.out / f"{ctx.stem}{suffix}.png"

@@ -111,6 +111,6 @@ def main(ctx):
     lines += ["## Against the paper", "",
               "DDIM's Table 1: η = 0 is best at every S below 1000, quality falls as η grows, and σ̂ is far worse than "
               "all of them at small S but the best at S = 1000. The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floor=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "DDIM vs DDPM: η and σ̂ against the number of steps (DDIM Table 1)", lines)

@@ -86,5 +86,5 @@ def main(ctx):
               "copies. A rate is only evidence if it can fail: the overfit controls must be caught. The verdicts, by "
               "rule (a normal model's rate is read against the held-out floor in the table; a null result cannot be "
               "proved, only bounded):", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, num=num)
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, num=num)
     return write_report(ctx, "Nearest training images and memorization, with an overfit control (DDPM Figs. 11–12)", lines)

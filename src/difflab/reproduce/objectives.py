@@ -145,6 +145,6 @@ def main(ctx):
               "IDDPM: learning Σ_θ with L_hybrid improves the bound over L_simple; L_vlb alone (with importance "
               "sampling) gives the best bound but worse samples; with learned variances L_hybrid samples well with far "
               "fewer steps. The verdicts, by rule:", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floor=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "L_simple vs L_hybrid vs L_vlb (IDDPM Sec. 3.1)", lines)

@@ -77,6 +77,6 @@ def main(ctx):
               "Song et al. (Table 1): at an equal number of score evaluations, alternating predictor and corrector "
               "steps (PC1000) samples better than the predictor alone (P2000) — markedly for the VE SDE, slightly "
               "for VP (FID 3.21 → 3.18 with reverse diffusion). The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floor=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "Predictor-corrector vs predictor only at equal evaluations (Song et al. 2021)", lines)

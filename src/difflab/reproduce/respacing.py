@@ -116,6 +116,6 @@ def main(ctx):
               "quality at 50 steps and degrades gracefully at 25, while fixed-variance sampling degrades much more; "
               "the released code's section counts (and the seed's sweep, which puts most steps at low noise) exist to "
               "move steps where they matter. The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floors=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floors=floor,
                  length=length, num=num)
     return write_report(ctx, "Section-count vs uniform respacing (IDDPM Sec. 4)", lines)

@@ -147,6 +147,6 @@ def main(ctx):
              f"How close: the samples lie {gap[0]:+.2f} ± {gap[1]:.2f} hundredths (mean ± sd over seeds) farther from the "
              f"curve than the held-out data, whose own mean distance varies by {floor['sd']:.2f} (sd) between draws of "
              f"{n} points. The picture is read in the text of docs/results/README.md."]
-    write_claims(ctx.out / f"{ctx.name}.json", ctx.name, ctx.command, claims, quick=ctx.quick, floor=floor,
+    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
                  length=length, num=n)
     return write_report(ctx, "The swiss roll, forward and reverse (Sohl-Dickstein et al. 2015, Fig. 1)", lines)
