@@ -144,3 +144,27 @@ def test_draw_gives_sample_i_its_class_whatever_the_batch():
     one = draw(Recorder(), 7, seed=2, batch=100, classes=list(range(5)))
     split = draw(Recorder(), 7, seed=2, batch=3, classes=list(range(5)))
     assert one[:, 0].tolist() == [0, 1, 2, 3, 4, 0, 1] and torch.equal(one, split)
+
+
+def test_run_or_train_starts_over_a_run_killed_before_its_first_checkpoint(tmp_path):
+    """A reproduction killed before a run's first checkpoint leaves only its config: the next invocation trains it
+    from step 0 with the run's own seed, and ends where an uninterrupted run does, bit for bit."""
+    import shutil
+
+    import torch
+
+    from difflab import checkpoint
+    from difflab.reproduce.common import Context, preset, run_or_train
+
+    cfg = preset("digits", data={"num": 64}, model={"base_channels": 16, "groups": 8, "attention_resolutions": []},
+                 diffusion={"T": 50}, train={"batch_size": 8, "sample_every": 0, "log_every": 2, "save_every": 4})
+    ctx = Context("test", tmp_path / "out", tmp_path / "runs", quick=True, command="test")
+    whole, _ = run_or_train(ctx, "whole", cfg, steps=4, seed=3)
+    killed, _ = run_or_train(ctx, "killed", cfg, steps=4, seed=3)
+    for ckpt in checkpoint.list_checkpoints(killed.path):
+        shutil.rmtree(ckpt) if ckpt.is_dir() else ckpt.unlink()
+    assert (killed.path / "config.json").is_file() and not checkpoint.list_checkpoints(killed.path)
+    again, reused = run_or_train(ctx, "killed", cfg, steps=4, seed=3)
+    assert not reused and again.step == 4
+    for a, b in zip(whole.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)

@@ -55,9 +55,10 @@ class Context:
 
 def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: int = 0):
     """The run in ``ctx.runs / run_name`` trained for ``steps`` steps: loaded when it is exactly that far (one
-    further along is refused: its numbers would be another length's), resumed when a checkpoint stops short of it (a killed reproduction, or a longer length asked of
-    the same run: the warm-up then constant learning rate makes that the same as one longer run), trained from
-    scratch with ``seed`` otherwise. Returns (the loaded run, whether it was reused as it was)."""
+    further along is refused: its numbers would be another length's), resumed when a checkpoint stops short of it (a
+    killed reproduction, or a longer length asked of the same run: the warm-up then constant learning rate makes that
+    the same as one longer run) or when it was killed before its first checkpoint (started over with its own seed),
+    trained from scratch with ``seed`` otherwise. Returns (the loaded run, whether it was reused as it was)."""
     from ..run import load
     from .. import checkpoint
     from ..training.diffusion import train
@@ -73,6 +74,10 @@ def run_or_train(ctx: Context, run_name: str, config: dict, steps: int, seed: in
                                "move it aside (or pass another --runs) and run again.")
         print(f"[{ctx.name}] resuming {run_name} from step {run.step} to {steps}")
         train(None, path, steps=steps, resume=True, progress=True)
+        return load(path), False
+    if (path / "config.json").is_file():  # killed before its first checkpoint: resuming starts it over, same seed
+        print(f"[{ctx.name}] {run_name} holds no checkpoint yet; training it from step 0 to {steps}")
+        train(config, path, steps=steps, resume=True, progress=True)
         return load(path), False
     print(f"[{ctx.name}] training {run_name} (seed {seed}) for {steps} steps into {path}")
     train(config, path, steps=steps, seed=seed, progress=True)
