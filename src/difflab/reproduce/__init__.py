@@ -59,14 +59,21 @@ def index_names() -> list[str]:
     return list(VERDICT_CLAIMS) + [f"{n}-{d}" for n, ds in DATASETS.items() for d in ds if d != "digits"]
 
 
-def command_of(stem: str) -> str:
-    """The command that writes the report ``stem`` (``schedules-mnist`` → ``difflab reproduce schedules --dataset
-    mnist``)."""
+def split_stem(stem: str) -> tuple[str, str]:
+    """(reproduction, dataset) of a report's stem: ``schedules-mnist`` → (schedules, mnist), ``ddim-eta`` →
+    (ddim-eta, digits)."""
     for name, datasets in DATASETS.items():
         for d in datasets:
             if d != "digits" and stem == f"{name}-{d}":
-                return f"difflab reproduce {name} --dataset {d}"
-    return f"difflab reproduce {stem}"
+                return name, d
+    return stem, "digits"
+
+
+def command_of(stem: str) -> str:
+    """The command that writes the report ``stem`` (``schedules-mnist`` → ``difflab reproduce schedules --dataset
+    mnist``)."""
+    name, dataset = split_stem(stem)
+    return f"difflab reproduce {name}" + (f" --dataset {dataset}" if dataset != "digits" else "")
 
 
 def names() -> list[str]:
