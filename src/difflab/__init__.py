@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import importlib
 
+from .malloc import keep_large_blocks
+
 __version__ = "0.1.0"
+
+keep_large_blocks()  # large tensors stay in the heap: see difflab.malloc (DIFFLAB_MALLOC=default turns it off)
 
 _SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
                "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood",
-               "guidance", "pretrained", "variational_bound", "timestep_sampling", "metrics"}
+               "guidance", "pretrained", "variational_bound", "timestep_sampling", "metrics", "malloc"}
 _ATTRIBUTES = {
     "load": ("run", "load"),
     "Run": ("run", "Run"),
