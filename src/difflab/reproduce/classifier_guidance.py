@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, store_claims, write_report
 
 SCALES = (0.0, 1.0, 10.0)
 LENGTH = 4000  # the diffusion model's training steps: the schedules reproduction's longer length
@@ -125,6 +125,6 @@ def main(ctx):
               "ADM (Table 4, unconditional ImageNet 256×256 model): scale 10 trades diversity for fidelity — FID 26.21 → "
               "12.00, IS 39.70 → 95.41, precision 0.61 → 0.76, recall 0.63 → 0.44 — while scale 1 is too weak for an "
               "unconditional model (FID 33.03). The verdicts, by rule:", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floors=floor,
+    store_claims(ctx, claims, floors=floor,
                  length=length, num=num)
     return write_report(ctx, "Classifier guidance scale 0, 1, 10 (ADM Sec. 4)", lines)

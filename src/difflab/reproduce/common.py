@@ -167,17 +167,32 @@ def scores(samples: torch.Tensor, dataset: str, num_ref: int, metrics: str = "fd
     return {k: s[v] for k, v in short.items() if v in s} | {"extractor": tag}
 
 
+def minutes(ctx: Context) -> tuple[float, float]:
+    """(minutes over every invocation that trained and measured, minutes of this one)."""
+    this = (time.perf_counter() - ctx.started) / 60
+    measures = getattr(ctx, "measures", None)
+    return (measures.minutes_before if measures is not None else 0.0) + this, this
+
+
+def store_claims(ctx: Context, claims: list, **info) -> Path:
+    """``<out>/<name>.json``: the claims with every per-seed number, the command, quick mode and the minutes spent
+    over every invocation (:func:`difflab.reproduce.claims.write_claims`)."""
+    from .claims import write_claims
+
+    return write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick,
+                        minutes=round(minutes(ctx)[0], 1), threads=torch.get_num_threads(), **info)
+
+
 def write_report(ctx: Context, title: str, lines: list[str]) -> Path:
     """``<out>/<name>.md``: the title, the command that regenerates it, date and wall time, then ``lines``."""
     from ..io import write_text
 
-    minutes = (time.perf_counter() - ctx.started) / 60
-    measures = getattr(ctx, "measures", None)
-    if measures is not None and measures.minutes_before:
-        minutes_text = (f"{measures.minutes_before + minutes:.1f} min in all on this machine, over the invocations that "
-                        f"trained and measured (this one {minutes:.1f} min)")
+    total, this = minutes(ctx)
+    if total > this + 1e-9:
+        minutes_text = (f"{total:.1f} min in all on this machine, over the invocations that "
+                        f"trained and measured (this one {this:.1f} min)")
     else:
-        minutes_text = f"{minutes:.1f} min on this machine"
+        minutes_text = f"{this:.1f} min on this machine"
     head = [f"# {title}", "", f"Command: `{ctx.command}`  ",
             f"Date: {time.strftime('%Y-%m-%d %H:%M')}, {minutes_text} (CPU, "
             f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}){' — QUICK MODE: too little training to judge the claim' if ctx.quick else ''}", ""]

@@ -9,8 +9,8 @@ digits judge's features against the 450 held-out test digits. Verdicts: :mod:`di
 
 from __future__ import annotations
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, store_claims, write_report
 
 ETAS = (0.0, 0.2, 0.5, 1.0)
 STEPS = (10, 20, 50, 100, 1000)
@@ -111,6 +111,6 @@ def main(ctx):
     lines += ["## Against the paper", "",
               "DDIM's Table 1: η = 0 is best at every S below 1000, quality falls as η grows, and σ̂ is far worse than "
               "all of them at small S but the best at S = 1000. The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "DDIM vs DDPM: η and σ̂ against the number of steps (DDIM Table 1)", lines)

@@ -21,13 +21,14 @@ def rows(out: Path, names: list[str]) -> list[str]:
 
     lines = ["| claim | paper | our number: B − A, mean [95% interval over seeds]; floor at this N | verdict | command |",
              "|---|---|---|---|---|"]
-    pending = []
+    pending, spent = [], []
     for name in names:
         path = out / f"{name}.json"
         if not path.is_file():
             pending.append(name)
             continue
         info, claims = read_claims(path)
+        spent.append((name, info.get("minutes"), info.get("threads")))
         quick = " (QUICK MODE: proves nothing)" if info.get("quick") else ""
         for c in claims:
             mean, lo, hi = c.effect()
@@ -35,6 +36,7 @@ def rows(out: Path, names: list[str]) -> list[str]:
             lines.append(f"| [{c.text}]({name}.md) | {c.paper}{SEED_FILES.get(split_stem(name)[0], '')} | {c.metric}: {c.b} − {c.a} = "
                          f"{mean:+.3g} [{lo:+.3g}, {hi:+.3g}]{floor}{quick} | **{c.verdict()}** | "
                          f"`{info.get('command', command_of(name))}` |")
+    lines += ["", run_time(spent)] if spent else []
     old = [n for n in pending if (out / f"{n}.md").is_file()]
     new = [n for n in pending if n not in old]
     if old:
@@ -45,6 +47,23 @@ def rows(out: Path, names: list[str]) -> list[str]:
         lines += ["", "Not run yet: " + ", ".join(f"`{command_of(n)}`" for n in new) + " (the digits ones also by "
                   "`difflab reproduce --all`)."]
     return lines
+
+
+def run_time(spent: list[tuple[str, float | None, int | None]]) -> str:
+    """The sentence stating what the reproductions in the table cost: the sum of their stored minutes (each over every
+    invocation that trained and measured it), and which ran on one thread beside another."""
+    known = [(n, m, t) for n, m, t in spent if m is not None]
+    total = sum(m for _, m, _ in known)
+    beside = [n for n, _, t in known if t == 1]
+    text = (f"Run time: the {len(known)} reproductions above took {total / 60:.1f} hours in all on the machine that ran "
+            f"them ({', '.join(f'{n} {m:.0f} min' for n, m, _ in known)}); `difflab reproduce --all` from scratch takes "
+            "about as long (one that reuses another's models counts only its own work)")
+    if beside:
+        text += f"; {', '.join(beside)} ran on one thread beside another reproduction, so alone they take less"
+    unknown = [n for n, m, _ in spent if m is None]
+    if unknown:
+        text += f"; not timed: {', '.join(unknown)}"
+    return text + "."
 
 
 def write_index(out: Path, names: list[str]) -> Path:

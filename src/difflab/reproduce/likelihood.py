@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, store_claims, write_report
 
 LENGTH = 4000
 DDPM_STEPS = 100
@@ -77,6 +77,6 @@ def main(ctx):
               f"![samples]({figure_path(ctx, '_samples').name})", "", "## Against the paper", "",
               "DDPM Table 2: training on the true bound gives the better log-likelihood, L_simple the far better "
               "samples — the trade-off this table's shape shows. The verdicts, by rule:", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "The true bound L vs L_simple: likelihood and samples (DDPM Table 2)", lines)

@@ -11,8 +11,8 @@ the median distance at which the 450 held-out test digits find their nearest tra
 
 from __future__ import annotations
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, figure_path, preset, run_or_train, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, figure_path, preset, run_or_train, store_claims, write_report
 
 LENGTH = 4000
 OVERFIT_IMAGES = 20
@@ -86,5 +86,5 @@ def main(ctx):
               "copies. A rate is only evidence if it can fail: the overfit controls must be caught. The verdicts, by "
               "rule (a normal model's rate is read against the held-out floor in the table; a null result cannot be "
               "proved, only bounded):", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, num=num)
+    store_claims(ctx, claims, num=num)
     return write_report(ctx, "Nearest training images and memorization, with an overfit control (DDPM Figs. 11–12)", lines)

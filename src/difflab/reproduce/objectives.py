@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floors, preset, run_or_train, scores, store_claims, write_report
 
 OBJECTIVES = {  # run name (before -s<seed>): (label, diffusion section, train section)
     "digits-cosine": ("L_simple", {"loss": "simple"}, {}),  # the schedules reproduction's cosine runs
@@ -145,6 +145,6 @@ def main(ctx):
               "IDDPM: learning Σ_θ with L_hybrid improves the bound over L_simple; L_vlb alone (with importance "
               "sampling) gives the best bound but worse samples; with learned variances L_hybrid samples well with far "
               "fewer steps. The verdicts, by rule:", "", *claim_table(claims, 3)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "L_simple vs L_hybrid vs L_vlb (IDDPM Sec. 3.1)", lines)

@@ -10,8 +10,8 @@ digits judge's features against the 450 held-out test digits. Verdicts: :mod:`di
 
 from __future__ import annotations
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, store_claims, write_report
 
 LENGTH = 4000
 NFES = (50, 100, 200)  # network evaluations per sample
@@ -77,6 +77,6 @@ def main(ctx):
               "Song et al. (Table 1): at an equal number of score evaluations, alternating predictor and corrector "
               "steps (PC1000) samples better than the predictor alone (P2000) — markedly for the VE SDE, slightly "
               "for VP (FID 3.21 → 3.18 with reverse diffusion). The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, num=num)
     return write_report(ctx, "Predictor-corrector vs predictor only at equal evaluations (Song et al. 2021)", lines)

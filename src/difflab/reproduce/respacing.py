@@ -10,8 +10,8 @@ noise, and towards high noise; three training seeds on the digits train split, s
 
 from __future__ import annotations
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, run_or_train, scores, store_claims, write_report
 from .objectives import LENGTH, config
 
 PAPER = "Nichol & Dhariwal 2021, Sec. 4"
@@ -116,6 +116,6 @@ def main(ctx):
               "quality at 50 steps and degrades gracefully at 25, while fixed-variance sampling degrades much more; "
               "the released code's section counts (and the seed's sweep, which puts most steps at low noise) exist to "
               "move steps where they matter. The verdicts, by rule:", "", *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floors=floor,
+    store_claims(ctx, claims, floors=floor,
                  length=length, num=num)
     return write_report(ctx, "Section-count vs uniform respacing (IDDPM Sec. 4)", lines)

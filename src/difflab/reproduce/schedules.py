@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, draw, figure_path, floor_band, floors, preset, run_or_train, scores, store_claims, write_report
 
 STEPS = (10, 20, 50, 100)
 DDPM_STEPS = 100  # ancestral sampling respaced to 100 steps with β̃
@@ -133,7 +133,7 @@ def main(ctx):
               "IDDPM finds the linear schedule's last steps nearly pure noise and the cosine schedule better in "
               "log-likelihood and, with few sampling steps, in sample quality. The verdicts, by rule:", "",
               *claim_table(claims)]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick,
+    store_claims(ctx, claims,
                  floor=floor, lengths=list(lengths), num=num)
     title = "Linear vs cosine noise schedule (IDDPM Sec. 3.2)" + (f", {data}" if data != "digits" else "")
     return write_report(ctx, title, lines)

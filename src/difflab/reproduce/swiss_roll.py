@@ -16,8 +16,8 @@ import math
 
 import torch
 
-from .claims import Claim, claim_table, mean_sd, write_claims
-from .common import Measures, figure_path, preset, run_or_train, write_report
+from .claims import Claim, claim_table, mean_sd
+from .common import Measures, figure_path, preset, run_or_train, store_claims, write_report
 
 LENGTH = 10000
 PAPER = "Sohl-Dickstein et al. 2015, Fig. 1"
@@ -147,6 +147,6 @@ def main(ctx):
              f"How close: the samples lie {gap[0]:+.2f} ± {gap[1]:.2f} hundredths (mean ± sd over seeds) farther from the "
              f"curve than the held-out data, whose own mean distance varies by {floor['sd']:.2f} (sd) between draws of "
              f"{n} points. The picture is read in the text of docs/results/README.md."]
-    write_claims(ctx.out / f"{ctx.stem}.json", ctx.stem, ctx.command, claims, quick=ctx.quick, floor=floor,
+    store_claims(ctx, claims, floor=floor,
                  length=length, num=n)
     return write_report(ctx, "The swiss roll, forward and reverse (Sohl-Dickstein et al. 2015, Fig. 1)", lines)
