@@ -290,6 +290,22 @@ def _check_numbers(cfg: dict) -> None:
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])
     check_steps(cfg["sample"]["steps"], schedule.T if schedule.discrete else None)
+    _check_sample_start(cfg["sample"], schedule)
+
+
+def _check_sample_start(sample: dict, schedule) -> None:
+    """sample.discretization names a discretization; sample.gaussian_start is None or a noise level σ̃ > 0."""
+    import math
+
+    from .samplers.discretizations import NAMES
+
+    name = sample.get("discretization")
+    if name is not None and (not isinstance(name, str) or name.partition(":")[0] not in NAMES):
+        raise DifflabError(f"sample.discretization = {name!r} is not one of {', '.join(NAMES)}.")
+    start = sample.get("gaussian_start")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start)
+                              or start <= 0):
+        raise DifflabError(f"sample.gaussian_start = {start!r} must be a noise level σ̃ = σ/α > 0, or null (off).")
 
 
 def with_defaults(config: dict) -> dict:

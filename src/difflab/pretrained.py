@@ -62,6 +62,9 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
         shutil.copyfile(config_path, tmp / "config.json")
         if (run_dir / checkpoint.RECORD).exists():  # what training measured, beside the config
             shutil.copyfile(run_dir / checkpoint.RECORD, tmp / checkpoint.RECORD)
+        from .data_gaussian import FILE as GAUSSIAN
+        if (run_dir / GAUSSIAN).is_file():  # the data's Gaussian a sampling start may need (difflab fit-gaussian)
+            shutil.copyfile(run_dir / GAUSSIAN, tmp / GAUSSIAN)
         meta = {"step": state["step"], "weights": weights, "sha256": _sha256(tmp / WEIGHTS), "notes": notes}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     return out

@@ -18,6 +18,8 @@ from .denoiser import build_denoiser
 from .plotting import save_samples  # noqa: F401 (re-exported)
 from .errors import DifflabError
 
+from .data_gaussian import FILE as GAUSSIAN_FILE
+
 
 class Run:
     """A trained model with its schedule, config and normalisation (EMA weights by default); a latent
@@ -32,6 +34,7 @@ class Run:
         self.normalization = Normalization.from_config(config["normalization"])
         self.denoiser = build_denoiser(self.model, config)
         self.schedule = self.denoiser.schedule
+        self.gaussian = _data_gaussian(path)
 
     @property
     def kind(self) -> str:
@@ -87,6 +90,21 @@ class Run:
                                             ancestral=sampler == "ddpm")
         shape = self.shape if self.codec is None else self.codec.shape
         steps = defaults["steps"] if steps is None else steps
+        if options.get("gaussian_start") is None:  # the model's own, with its own sampler
+            options["gaussian_start"] = defaults.get("gaussian_start") if sampler == defaults["sampler"] else None
+        elif options["gaussian_start"] == 0:  # asked off
+            options["gaussian_start"] = None
+        if options["gaussian_start"] is not None:
+            if self.gaussian is None:
+                raise DifflabError(f"gaussian_start needs the data's Gaussian, and {str(self.path)!r} has no "
+                                   f"{GAUSSIAN_FILE}; fit one (difflab.data_gaussian.DataGaussian.fit) or set "
+                                   "gaussian_start to None.")
+            if self.codec is not None:
+                raise DifflabError("gaussian_start carries pixels; a latent run samples latents, so it does not apply.")
+            options["gaussian"] = self.gaussian
+        if options.get("discretization") is None and "timesteps" not in options and sampler == defaults["sampler"] \
+                and defaults.get("discretization"):
+            options["discretization"] = defaults["discretization"]
         if options.get("discretization") == "tuned":  # times tuned for this run (difflab tune-steps; difflab.tuning)
             from .tuning import load as load_tuned
 
@@ -215,6 +233,14 @@ def dequantize(x: torch.Tensor, generator=None, bins: int = 256) -> torch.Tensor
     levels = torch.round(x * (bins - 1))
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
     return (levels + u) / bins
+
+
+def _data_gaussian(path: Path):
+    """The :class:`~difflab.data_gaussian.DataGaussian` kept beside a model (``gaussian.safetensors``), or None."""
+    from .data_gaussian import DataGaussian
+
+    where = Path(path) / GAUSSIAN_FILE
+    return DataGaussian.load(where) if where.is_file() else None
 
 
 def load(run_dir: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:

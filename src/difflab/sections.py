@@ -110,6 +110,10 @@ class SampleSection:
     steps: int = 50
     eta: float = 0.0
     clip: bool = True
+    #: the discretization the sampler uses when none is asked for (None: trailing / logsnr, see samplers.sample)
+    discretization: str | None = None
+    #: σ̃ = σ/α below which the network takes over from the data's Gaussian (difflab.data_gaussian); None: off
+    gaussian_start: float | None = None
 
 
 # --- the noise-aware classifier's config (difflab train-classifier) ------------------------------------------------

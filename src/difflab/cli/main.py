@@ -18,6 +18,7 @@ from . import (
     distill,
     evaluate,
     export,
+    fit_gaussian,
     inpaint,
     interpolate,
     likelihood,
@@ -38,7 +39,7 @@ from . import (
 
 #: every command, in the order ``difflab --help`` lists them
 COMMANDS = [train, reflow, distill, sample, cascade, train_classifier, train_autoencoder, evaluate, neighbors, reproduce, export, demo,
-            samplers, tune_steps,
+            samplers, tune_steps, fit_gaussian,
             likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory, app]
 
 

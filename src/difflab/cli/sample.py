@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="times visited: trailing, leading, linspace, quadratic, karras, logsnr, sections:90,60,..., or "
                         "tuned (the run's, from difflab tune-steps) (default: trailing for discrete schedules, logsnr "
                         "for continuous ones)")
+    p.add_argument("--gaussian-start", type=float, default=None, metavar="SIGMA",
+                   help="noise level σ̃ = σ/α below which the network takes over from the data's Gaussian, whose exact "
+                        "flow carries the noise down to there at no network evaluation (Wang & Vastola 2024); 0 turns "
+                        "it off (default: the model's own, in its config's sample section)")
     p.add_argument("--seed", type=integer, default=0, help="seed; sample i depends on (seed, i) alone")
     p.add_argument("--batch-size", type=integer, default=1000, help="samples drawn at once")
     p.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
@@ -111,7 +115,8 @@ def execute(a) -> None:
             if classes and not a.compose:  # sample i gets classes[i % len], whatever the batch size
                 classes = [a.classes[(lo + i) % len(a.classes)] for i in range(n)]
             yield run.sample(n, sampler=sampler, steps=a.steps, generator=gens, progress=not a.no_progress,
-                             discretization=a.discretization, classes=classes, guidance=a.guidance,
+                             discretization=a.discretization, gaussian_start=a.gaussian_start, classes=classes,
+                             guidance=a.guidance,
                              scale=scale, compose=a.compose, classifier=classifier, prompts=prompts, **options)
 
     if a.out.endswith(".npz"):  # streamed: one batch in memory at a time, the file complete or absent
@@ -133,7 +138,7 @@ def _sample_energy(a) -> None:
 
     for flag, value in (("--eta", a.eta), ("--variance", a.variance), ("--discretization", a.discretization),
                         ("--class", a.classes), ("--guidance", a.guidance), ("--prompt", a.prompts),
-                        ("--scale", a.scale)):
+                        ("--scale", a.scale), ("--gaussian-start", a.gaussian_start)):
         if value is not None:
             raise error(f"{flag} applies to diffusion models; {a.run!r} is an energy-based run (sampled by MCMC).")
     run = load_energy(a.run)

@@ -150,7 +150,8 @@ def prior_std(schedule) -> float:
 
 def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 50, generator: GeneratorLike = None,
            x_T: torch.Tensor | None = None, discretization: str | None = None, device=None, callback=None,
-           progress: bool = False, timesteps: Sequence | None = None, **sampler_options) -> torch.Tensor:
+           progress: bool = False, timesteps: Sequence | None = None, gaussian=None,
+           gaussian_start: float | None = None, **sampler_options) -> torch.Tensor:
     """Draw samples of ``shape`` from any denoiser, in the denoiser's (model) coordinates.
 
     ``generator`` is one ``torch.Generator`` or a list of them, one per sample (then sample i
@@ -164,6 +165,11 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
     On a schedule with zero terminal SNR (ᾱ_T = 0; Lin et al. 2024) a sampler whose steps divide by α_t or step in
     λ_t = −∞ starts with one DDIM step from t = T, where x̂_0 is the network's and ε̂ = x_T (Lin et al. 2024,
     Sec. 3.3), and runs its own steps from the next visited time: ``steps`` network evaluations in all.
+
+    ``gaussian`` (a :class:`~difflab.data_gaussian.DataGaussian` of the data) with ``gaussian_start`` = σ̃ carries the
+    noise from t_max down to the time where σ/α = σ̃ with the Gaussian's exact probability-flow map, at no network
+    evaluation ("analytical teleportation", Wang & Vastola 2024), and the sampler's ``steps`` run from there (the
+    discretization's rule over the shorter interval; given ``timesteps`` then start at that time).
     """
     fn = get(sampler)
     check_denoiser(sampler, denoiser)
@@ -172,14 +178,15 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         if key not in allowed:
             raise DifflabError(f"sampler {sampler!r} has no option {key!r}; its options are {', '.join(allowed) or 'none'}.")
     schedule = denoiser.schedule
+    t_start = gaussian_start_time(schedule, gaussian, gaussian_start)
     if timesteps is not None:
         if discretization is not None:
             raise DifflabError("give either a discretization or the timesteps themselves, not both.")
-        timesteps = check_timesteps(schedule, timesteps, steps)
+        timesteps = check_timesteps(schedule, timesteps, steps, t_start)
     else:
         if discretization is None:
             discretization = "trailing" if schedule.discrete else "logsnr"
-        timesteps = discretize(schedule, steps, discretization)
+        timesteps = discretize(schedule, steps, discretization, t_start=t_start)
     if steps < _INFO[sampler]["min_steps"]:
         raise DifflabError(f"sampler {sampler!r} needs at least {_INFO[sampler]['min_steps']} steps, got {steps}.")
     shape = tuple(shape)
@@ -187,20 +194,45 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
         x_T = randn(shape, generator, device) * prior_std(schedule)
     elif tuple(x_T.shape) != shape:
         raise DifflabError(f"x_T has shape {tuple(x_T.shape)} but samples of shape {shape} were asked for.")
+    if t_start is not None:  # the data Gaussian's exact flow from t_max down to t_start, no network evaluation
+        from ._kernels import alpha_sigma, as_time
+
+        x_T = gaussian.flow(x_T, alpha_sigma(schedule, as_time(schedule.t_max)), alpha_sigma(schedule, as_time(t_start)))
     with torch.no_grad():
         if getattr(schedule, "zero_terminal_snr", False) and not _INFO[sampler]["from_zero_snr"] \
-                and float(timesteps[0]) == schedule.T:
+                and float(timesteps[0]) == schedule.T and t_start is None:
             x_T, timesteps, callback = _step_from_zero_snr(sampler, denoiser, x_T, timesteps, callback)
             if timesteps is None:
                 return x_T
         return fn(denoiser, x_T, timesteps, generator=generator, callback=callback, progress=progress, **sampler_options)
 
 
-def check_timesteps(schedule, timesteps: Sequence, steps: int) -> torch.Tensor:
-    """Given visited times as a float64 tensor: ``steps`` of them, strictly decreasing, the first the schedule's t_max,
-    all within [t_min, t_max]."""
+def gaussian_start_time(schedule, gaussian, sigma) -> float | None:
+    """The time where σ_t/α_t = ``sigma``, below which a data Gaussian hands the noise to the sampler; None without
+    ``sigma``, or where the schedule's noisiest σ̃ does not exceed it (nothing to carry)."""
+    import math
+
+    if sigma is None:
+        if gaussian is not None:
+            raise DifflabError("a data Gaussian was given without gaussian_start, the noise level σ̃ = σ/α where the "
+                               "network takes over.")
+        return None
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma <= 0:
+        raise DifflabError(f"gaussian_start is a noise level σ̃ = σ/α > 0, got {sigma!r}.")
+    if gaussian is None:
+        raise DifflabError("gaussian_start needs the data's Gaussian (difflab.data_gaussian.DataGaussian; a run keeps "
+                           "it in gaussian.safetensors).")
+    lam_max = float(schedule.lambda_(torch.tensor(float(schedule.t_max), dtype=torch.float64)))
+    if -lam_max / 2 <= math.log(sigma):  # σ̃(t_max) <= sigma: the sampler starts below it anyway
+        return None
+    return float(schedule.t_from_lambda(torch.tensor(-2 * math.log(sigma), dtype=torch.float64)))
+
+
+def check_timesteps(schedule, timesteps: Sequence, steps: int, t_start: float | None = None) -> torch.Tensor:
+    """Given visited times as a float64 tensor: ``steps`` of them, strictly decreasing, the first the schedule's t_max
+    (or ``t_start``), all within [t_min, t_max]."""
     ts = torch.as_tensor([float(t) for t in timesteps], dtype=torch.float64)
-    t_max, t_min = float(schedule.t_max), float(schedule.t_min)
+    t_max, t_min = float(schedule.t_max if t_start is None else t_start), float(schedule.t_min)
     if ts.ndim != 1 or len(ts) != steps:
         raise DifflabError(f"{len(ts)} timesteps were given for {steps} steps; give one per step.")
     if not (torch.all(ts[1:] < ts[:-1]) and abs(float(ts[0]) - t_max) < 1e-9 and float(ts[-1]) >= t_min - 1e-9):

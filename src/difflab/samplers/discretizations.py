@@ -70,8 +70,10 @@ def section_timesteps(T: int, counts: list[int]) -> torch.Tensor:
     return torch.tensor(sorted(set(chosen), reverse=True), dtype=torch.long) + 1
 
 
-def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0) -> torch.Tensor:
-    """The decreasing times a sampler visits (float64 for fractional ones, int64 for integer ones)."""
+def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0, t_start: float | None = None) -> torch.Tensor:
+    """The decreasing times a sampler visits (float64 for fractional ones, int64 for integer ones). ``t_start``
+    (below t_max) starts them there instead, where a sampler picks up noise already carried down (a data Gaussian's
+    flow, :mod:`difflab.data_gaussian`): the same rule over [t_min, t_start], in fractional times."""
     discrete = getattr(schedule, "discrete", False)
     base, _, arg = name.partition(":")
     if base not in NAMES:
@@ -79,6 +81,8 @@ def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0) -
                            "(sections as 'sections:90,60,50,30,20').")
     check_steps(steps, schedule.T if discrete else None)
     t_max, t_min = float(schedule.t_max), float(schedule.t_min)
+    if t_start is not None and float(t_start) < t_max:
+        return _from(schedule, steps, base, rho, float(t_start))
     if steps == 1 and base != "sections":
         return torch.tensor([schedule.T if discrete else t_max])
     if base == "sections":
@@ -107,4 +111,34 @@ def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0) -
         sig = torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho
         ts = schedule.t_from_lambda(-2 * torch.log(sig))
     ts[0], ts[-1] = t_max, t_min  # exact endpoints despite round-off in the inverse
+    return ts
+
+
+def _from(schedule, steps: int, base: str, rho: float, t_start: float) -> torch.Tensor:
+    """:func:`discretize`'s rule over [t_min, ``t_start``]: trailing as t_start·(1 − i/S) (the rule that gives
+    T − i·T/S from t_max = T), linspace, quadratic, karras and logsnr on the shorter interval."""
+    t_min = float(schedule.t_min)
+    if not t_min < t_start:
+        raise DifflabError(f"sampling cannot start at t = {t_start:g}, at or below the schedule's t_min = {t_min:g}.")
+    if base in ("leading", "sections"):
+        raise DifflabError(f"the {base} discretization is fixed to the schedule's integer steps from T; a start below "
+                           "t_max takes trailing, linspace, quadratic, karras or logsnr.")
+    if steps == 1:
+        return torch.tensor([t_start], dtype=torch.float64)
+    if base == "trailing":
+        ts = t_start * (1 - torch.arange(steps, dtype=torch.float64) / steps)
+        return ts.clamp(min=t_min)
+    if base == "linspace":
+        return torch.linspace(t_start, t_min, steps, dtype=torch.float64)
+    if base == "quadratic":
+        return torch.linspace(math.sqrt(t_start), math.sqrt(t_min), steps, dtype=torch.float64) ** 2
+    lam_hi = float(schedule.lambda_(torch.tensor(t_min, dtype=torch.float64)))
+    lam_lo = float(schedule.lambda_(torch.tensor(t_start, dtype=torch.float64)))
+    if base == "logsnr":
+        ts = schedule.t_from_lambda(torch.linspace(lam_lo, lam_hi, steps, dtype=torch.float64))
+    else:
+        s_max = min(math.exp(-lam_lo / 2), KARRAS_SIGMA_MAX) ** (1 / rho)
+        s_min = math.exp(-lam_hi / 2) ** (1 / rho)
+        ts = schedule.t_from_lambda(-2 * torch.log(torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho))
+    ts[0], ts[-1] = t_start, t_min
     return ts
