@@ -275,6 +275,10 @@ def export(path: str | Path, out: str | Path, weights: str = "ema", notes: str =
         for where, obj in ((tmp / "unet" / UNET_CONFIG, unet), (tmp / "scheduler" / SCHEDULER_CONFIG, scheduler),
                            (tmp / MODEL_INDEX, index), (tmp / DIFFLAB, record)):
             where.write_text(json.dumps(obj, indent=2) + "\n")
+        from ..data_gaussian import FILE as GAUSSIAN
+        if (Path(source) / GAUSSIAN).is_file():  # the data Gaussian the recorded sampling start needs
+            import shutil
+            shutil.copyfile(Path(source) / GAUSSIAN, tmp / GAUSSIAN)
     return out
 
 
