@@ -82,6 +82,13 @@ ROWS = [
     ("tune-steps: shipped model", "tune-steps mnist --nfe 4", "is a shipped model, which is read-only"),
     ("tune-steps: no run", "tune-steps {d}/nothere --nfe 4", "does not exist"),
     ("sample: tuned times not tuned", "sample {d}/toy --discretization tuned --out {d}/o.npz", "no tuned steps for sampler"),
+    # --- difflab fit-gaussian / sample --gaussian-start -------------------------------------------------------------
+    ("fit-gaussian: shipped model", "fit-gaussian mnist", "is a shipped model, which is read-only"),
+    ("fit-gaussian: no run", "fit-gaussian {d}/nothere", "does not exist"),
+    ("fit-gaussian: rank 0", "fit-gaussian {d}/toy --rank 0", "--rank must be a positive integer"),
+    ("sample: Gaussian start without a Gaussian", "sample {d}/toy --gaussian-start 5 --out {d}/g.npz",
+     "has no gaussian.safetensors"),
+    ("sample: Gaussian start negative", "sample mnist --gaussian-start -1 --num 2 --out {d}/g.npz", "σ̃ = σ/α > 0"),
     ("train: out holds a run", "train {d}/toy.yaml --out {d}/toy", "already holds a run"),
     ("train: out unwritable", "train {d}/toy.yaml --out {bad}/run", "cannot create the run directory"),
     ("train: resume nothing", "train {d}/toy.yaml --out {d}/nothing --resume", "does not exist"),
