@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gaussian-start", type=float, default=None, metavar="SIGMA",
                    help="noise level σ̃ = σ/α below which the network takes over from the data's Gaussian, whose exact "
                         "flow carries the noise down to there at no network evaluation (Wang & Vastola 2024); 0 turns "
-                        "it off (default: the model's own, in its config's sample section)")
+                        "it off (default: the model's own, in its config's sample section, with the model's own sampler)")
     p.add_argument("--seed", type=integer, default=0, help="seed; sample i depends on (seed, i) alone")
     p.add_argument("--batch-size", type=integer, default=1000, help="samples drawn at once")
     p.add_argument("--out", required=True, help="output file: .png (grid or scatter) or .npz (array 'samples')")
