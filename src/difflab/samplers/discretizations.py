@@ -99,18 +99,24 @@ def discretize(schedule, steps: int, name: str = "trailing", rho: float = 7.0, t
         if discrete:
             return spaced_timesteps(schedule.T, steps, base)
         return torch.linspace(t_max, t_min, steps, dtype=torch.float64)
+    return _continuous(schedule, steps, base, rho, t_max)
+
+
+def _continuous(schedule, steps: int, base: str, rho: float, t_hi: float) -> torch.Tensor:
+    """quadratic, logsnr or karras times from ``t_hi`` down to t_min, endpoints exact."""
+    t_min = float(schedule.t_min)
     if base == "quadratic":
-        return torch.linspace(math.sqrt(t_max), math.sqrt(t_min), steps, dtype=torch.float64) ** 2
+        return torch.linspace(math.sqrt(t_hi), math.sqrt(t_min), steps, dtype=torch.float64) ** 2
     lam_hi = float(schedule.lambda_(torch.tensor(t_min, dtype=torch.float64)))
-    lam_lo = float(schedule.lambda_(torch.tensor(t_max, dtype=torch.float64)))
+    lam_lo = float(schedule.lambda_(torch.tensor(t_hi, dtype=torch.float64)))
     if base == "logsnr":
         ts = schedule.t_from_lambda(torch.linspace(lam_lo, lam_hi, steps, dtype=torch.float64))
-    else:  # karras: σ̃ = exp(−λ/2) evenly spaced in σ̃^{1/ρ} from min(σ̃(t_max), 80) (EDM's σ_max, Table 1)
+    else:  # karras: σ̃ = exp(−λ/2) evenly spaced in σ̃^{1/ρ} from min(σ̃(t_hi), 80) (EDM's σ_max, Table 1)
         s_max = min(math.exp(-lam_lo / 2), KARRAS_SIGMA_MAX) ** (1 / rho)
         s_min = math.exp(-lam_hi / 2) ** (1 / rho)
         sig = torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho
         ts = schedule.t_from_lambda(-2 * torch.log(sig))
-    ts[0], ts[-1] = t_max, t_min  # exact endpoints despite round-off in the inverse
+    ts[0], ts[-1] = t_hi, t_min  # exact endpoints despite round-off in the inverse
     return ts
 
 
@@ -130,15 +136,4 @@ def _from(schedule, steps: int, base: str, rho: float, t_start: float) -> torch.
         return ts.clamp(min=t_min)
     if base == "linspace":
         return torch.linspace(t_start, t_min, steps, dtype=torch.float64)
-    if base == "quadratic":
-        return torch.linspace(math.sqrt(t_start), math.sqrt(t_min), steps, dtype=torch.float64) ** 2
-    lam_hi = float(schedule.lambda_(torch.tensor(t_min, dtype=torch.float64)))
-    lam_lo = float(schedule.lambda_(torch.tensor(t_start, dtype=torch.float64)))
-    if base == "logsnr":
-        ts = schedule.t_from_lambda(torch.linspace(lam_lo, lam_hi, steps, dtype=torch.float64))
-    else:
-        s_max = min(math.exp(-lam_lo / 2), KARRAS_SIGMA_MAX) ** (1 / rho)
-        s_min = math.exp(-lam_hi / 2) ** (1 / rho)
-        ts = schedule.t_from_lambda(-2 * torch.log(torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho))
-    ts[0], ts[-1] = t_start, t_min
-    return ts
+    return _continuous(schedule, steps, base, rho, t_start)
