@@ -205,6 +205,10 @@ ROWS = [
     ("denoise: noise std", "denoise {d}/digits --image {d}/d8.npz --noise-std -1 --out {d}/o.npz", "noise"),
     ("trajectory: num 0", "trajectory {d}/digits --num 0 --out {d}/o.npz", "--num must be a positive integer"),
     ("trajectory: gif suffix", "trajectory {d}/digits --num 1 --out {d}/o.png --gif {d}/o.png", "must end in .gif"),
+    ("trajectory: Gaussian start negative", "trajectory mnist --num 1 --gaussian-start -2 --out {d}/o.png",
+     "--gaussian-start must be >= 0"),
+    ("trajectory: Gaussian start without a Gaussian", "trajectory {d}/digits --num 1 --gaussian-start 5 --out {d}/o.png",
+     "has no gaussian.safetensors"),
     ("trajectory: gif unwritable", "trajectory {d}/digits --num 1 --out {d}/o.png --gif {bad}/o.gif", "not a writable"),
     # --- the other commands -----------------------------------------------------------------------------------
     ("reproduce: unknown", "reproduce nope", "unknown reproduction 'nope'"),

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 import pytest
 
 from difflab.cli.main import main
@@ -125,12 +126,19 @@ def test_quick_demo_writes_every_picture(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, err = run_cli(capsys, "demo", "--out", out, "--quick")
     assert code == 0, err
-    expected = ["schedules.png"] + [f"{name}/{pic}" for name in ("swissroll", "digits")
-                                    for pic in ("samples.png", "forward_process.png", "reverse_process.png", "loss.png")]
-    for rel in expected:
+    pictures = ["mnist_samples.png", "mnist_steps.png", "mnist_guidance.png", "mnist_denoising.gif",
+                "mnist_denoising.png", "fashion-mnist_samples.png", "toy_samples.png", "toy_forward_process.png",
+                "toy_reverse_process.png", "toy_loss.png"]
+    page = (out / "index.html").read_text()
+    for rel in pictures:
         assert (out / rel).stat().st_size > 1000, rel
         assert str(out / rel) in stdout
-    assert (out / "digits" / "real.png").exists() and (out / "swissroll" / "reverse_process_x0.png").exists()
+        assert f'src="{rel}"' in page, rel  # the page shows every picture
+    from PIL import Image
+    with Image.open(out / "mnist_denoising.gif") as gif:
+        assert gif.n_frames > 2  # an animation, not a still
+    # the shipped models' samples are drawn with the setting recorded with each model
+    assert "DDPM 50 steps from the Gaussian start σ̃ = 5" in page
     # a directory that is not a demo directory is refused
     other = tmp_path / "other"
     other.mkdir()
@@ -167,3 +175,21 @@ def test_sampler_options_from_the_command_line(toy_run, tmp_path, capsys):
     assert code == 2 and "no option 'bogus'" in err
     code, _, err = run_cli(capsys, "sample", toy_run, "--option", "novalue", "--out", out, "--no-progress")
     assert code == 2 and "KEY=VALUE" in err
+
+
+def test_trajectory_starts_where_difflab_sample_starts(tmp_path, capsys):
+    """`difflab trajectory NAME` records the very run `Run.sample` draws with the model's recorded setting (the
+    Gaussian start included), and `--gaussian-start 0` the run from pure noise."""
+    from difflab.run import load
+
+    run = load("mnist")
+    for flag, start in ((None, None), ("0", 0)):
+        out = tmp_path / f"t{flag}.npz"
+        code, stdout, err = run_cli(capsys, "trajectory", "mnist", "--num", 2, "--steps", 6, "--out", out,
+                                    *(["--gaussian-start", flag] if flag else []))
+        assert code == 0, err
+        assert ("from the Gaussian start σ̃ = 5" in stdout) == (flag is None)
+        rec = np.load(out)
+        ref = run.sample(2, steps=6, generator=torch.Generator().manual_seed(0), gaussian_start=start)
+        np.testing.assert_array_equal(rec["x_t"][-1], ref.numpy())
+        assert (rec["times"][0] < 1000) == (flag is None)  # the network starts below t = T only from the Gaussian

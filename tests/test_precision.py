@@ -1,6 +1,6 @@
 """Training options against the plain fp32 path with the same seed: gradient accumulation (same
 steps up to rounding), bf16 autocast (losses within 5%), torch.compile and channels-last (same
-losses up to rounding); and their bad values."""
+losses up to rounding); bf16 refused where the CPU would only emulate it; and their bad values."""
 
 import json
 
@@ -51,7 +51,14 @@ def test_grad_accum_equals_the_plain_step(plain, tmp_path):
     assert json.loads((tmp_path / "accum" / "config.json").read_text())["train"]["grad_accum"] == 4
 
 
-def test_bf16_autocast_stays_close(plain, tmp_path):
+@pytest.fixture
+def bf16_native(monkeypatch):
+    """The numerics of bf16 autocast are checked on any CPU, as if it had native bf16."""
+    from difflab.training import loop
+    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+
+
+def test_bf16_autocast_stays_close(plain, tmp_path, bf16_native):
     losses, _ = _run(TOY, tmp_path / "bf16", precision="bf16")
     assert not torch.equal(losses, plain[0])  # autocast did change the arithmetic
     rel = (losses - plain[0]).abs() / plain[0]
@@ -118,7 +125,33 @@ def test_bad_options(tmp_path, options, match):
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_flags(tmp_path, capsys):
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(tmp_path, monkeypatch, capsys):
+    from difflab.training import loop
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    with pytest.raises(DifflabError, match="bf16 would run slower than fp32 here: this CPU has neither AVX512-BF16 "
+                                           "nor AMX.*use fp32"):
+        _run(TOY, tmp_path / "run", precision="bf16")
+    assert not (tmp_path / "run").exists()
+    cfg = tmp_path / "toy.json"
+    cfg.write_text(json.dumps(TOY))
+    code = main(["train", str(cfg), "--out", str(tmp_path / "r"), "--no-progress", "--precision", "bf16"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "use fp32" in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
+    _run(TOY, tmp_path / "fp32", precision="fp32")  # fp32 is never refused
+
+
+@pytest.mark.skipif(not __import__("platform").machine().lower() in ("x86_64", "amd64")
+                    or not __import__("os").path.exists("/proc/cpuinfo"), reason="reads x86 Linux CPU flags")
+def test_native_bf16_matches_the_cpu_flags():
+    from difflab.training.loop import native_bf16
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert native_bf16(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+def test_cli_flags(tmp_path, capsys, bf16_native):
     cfg = tmp_path / "toy.json"
     cfg.write_text(json.dumps(TOY))
     code = main(["train", str(cfg), "--out", str(tmp_path / "r"), "--no-progress", "--steps", "4", "--grad-accum", "2",

@@ -8,7 +8,6 @@ deviation, images mapped to [−1, 1]); the map between the two is stored in the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -46,6 +45,22 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, data={self.config['data']['name']!r}, step={self.step})"
+
+    def gaussian_options(self, sampler: str, gaussian_start: float | None = None) -> dict:
+        """The sampler options that start from the data's Gaussian at σ̃ = ``gaussian_start`` (0: off; None: the
+        start recorded in the config's sample section when ``sampler`` is the config's, else off)."""
+        defaults = self.config["sample"]
+        if gaussian_start is None:
+            gaussian_start = defaults.get("gaussian_start") if sampler == defaults["sampler"] else None
+        if not gaussian_start:
+            return {"gaussian_start": None}
+        if self.gaussian is None:
+            raise DifflabError(f"gaussian_start needs the data's Gaussian, and {str(self.path)!r} has no "
+                               f"{GAUSSIAN_FILE}; fit one (difflab.data_gaussian.DataGaussian.fit) or set "
+                               "gaussian_start to None.")
+        if self.codec is not None:
+            raise DifflabError("gaussian_start carries pixels; a latent run samples latents, so it does not apply.")
+        return {"gaussian_start": gaussian_start, "gaussian": self.gaussian}
 
     def sample(self, num: int, sampler: str | None = None, steps: int | None = None, generator=None,
                x_T: torch.Tensor | None = None, progress: bool = False, callback=None, classes=None,
@@ -90,18 +105,7 @@ class Run:
                                             ancestral=sampler == "ddpm")
         shape = self.shape if self.codec is None else self.codec.shape
         steps = defaults["steps"] if steps is None else steps
-        if options.get("gaussian_start") is None:  # the model's own, with its own sampler
-            options["gaussian_start"] = defaults.get("gaussian_start") if sampler == defaults["sampler"] else None
-        elif options["gaussian_start"] == 0:  # asked off
-            options["gaussian_start"] = None
-        if options["gaussian_start"] is not None:
-            if self.gaussian is None:
-                raise DifflabError(f"gaussian_start needs the data's Gaussian, and {str(self.path)!r} has no "
-                                   f"{GAUSSIAN_FILE}; fit one (difflab.data_gaussian.DataGaussian.fit) or set "
-                                   "gaussian_start to None.")
-            if self.codec is not None:
-                raise DifflabError("gaussian_start carries pixels; a latent run samples latents, so it does not apply.")
-            options["gaussian"] = self.gaussian
+        options.update(self.gaussian_options(sampler, options.pop("gaussian_start", None)))
         if options.get("discretization") is None and "timesteps" not in options and sampler == defaults["sampler"] \
                 and defaults.get("discretization"):
             options["discretization"] = defaults["discretization"]

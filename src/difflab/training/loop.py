@@ -124,6 +124,30 @@ def open_log(csv_path: Path, step: int, header: str):
     return open(csv_path, "a")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively. On x86 CPUs that takes the AVX512-BF16 or AMX
+    instructions: without them oneDNN emulates bf16 in fp32 and autocast runs slower than fp32 itself."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return True  # autocast itself refuses what the device cannot do
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 autocast on a device that would only emulate it, before any work."""
+    if PRECISIONS[precision] is torch.bfloat16 and not native_bf16(device):
+        where = "this CPU has neither AVX512-BF16 nor AMX" if device.type == "cpu" else f"this {device.type} device lacks it"
+        raise DifflabError(f"⟨train.precision⟩ bf16 would run slower than fp32 here: {where}, so bfloat16 is only "
+                           "emulated; use fp32.")
+
+
 def _autocast(precision: str, device: torch.device):
     dtype = PRECISIONS[precision]
     if dtype is None:
@@ -219,6 +243,7 @@ def fit(trainable, out: str | Path, opts: LoopOptions, seed: int, resume: bool =
     world = distributed.from_env()
     micro = distributed.check_split(opts.batch_size, world.world_size, opts.grad_accum)
     dev = distributed.pick_device(device, world)
+    check_precision(opts.precision, dev)
     if not world.is_main:
         log = lambda *_: None  # noqa: E731
         progress = False
