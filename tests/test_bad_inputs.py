@@ -89,6 +89,12 @@ ROWS = [
     ("sample: Gaussian start without a Gaussian", "sample {d}/toy --gaussian-start 5 --out {d}/g.npz",
      "has no gaussian.safetensors"),
     ("sample: Gaussian start negative", "sample mnist --gaussian-start -1 --num 2 --out {d}/g.npz", "σ̃ = σ/α > 0"),
+    # --- difflab posthoc-ema / train.posthoc_ema -----------------------------------------------------------------------
+    ("posthoc-ema: no snapshots", "posthoc-ema {d}/toy --sigma-rel 0.1 --out {d}/ph", "holds no post-hoc EMA snapshots"),
+    ("posthoc-ema: sigma_rel too long", "posthoc-ema {d}/toy --sigma-rel 0.3 --out {d}/ph",
+     "--sigma-rel must lie strictly between 0 and 0.2887"),
+    ("posthoc-ema: not a run", "posthoc-ema {d}/nothere --sigma-rel 0.1 --out {d}/ph", "is not a run directory"),
+    ("train: posthoc_ema length", "train {d}/posthoc_bad.yaml --out {d}/ph", "train.posthoc_ema[1] must lie strictly"),
     ("train: out holds a run", "train {d}/toy.yaml --out {d}/toy", "already holds a run"),
     ("train: out unwritable", "train {d}/toy.yaml --out {bad}/run", "cannot create the run directory"),
     ("train: resume nothing", "train {d}/toy.yaml --out {d}/nothing --resume", "does not exist"),
@@ -240,6 +246,7 @@ def _write_files(d: Path) -> None:
     (d / "logit.yaml").write_text("preset: digits\ntrain: {timestep_sampler: logit-normal}\n")
     (d / "flow_bounds.yaml").write_text("preset: 8gaussians-flow\ndiffusion: {schedule_params: {t_max: 1.0}}\n")
     (d / "wide.yaml").write_text(TOY.replace("hidden: 16", "hidden: 24"))
+    (d / "posthoc_bad.yaml").write_text("preset: 8gaussians\ntrain: {posthoc_ema: [0.05, 0.5]}\n")
     (d / "mismatch.yaml").write_text("preset: 8gaussians\nmodel: {type: unet, image_size: 8}\n")
     rng = np.random.default_rng(0)
     np.savez(d / "good.npz", samples=rng.random((20, 1, 28, 28), dtype=np.float32))

@@ -41,9 +41,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: str = "") -> Path:
+def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: str = "",
+           tensors: dict | None = None, step: int | None = None) -> Path:
     """Write the ``weights`` (ema or model) of a run's newest valid checkpoint as an exported model
-    in ``out``, atomically (a temporary directory renamed into place). Returns ``out``."""
+    in ``out``, atomically (a temporary directory renamed into place). Returns ``out``. Given ``tensors`` (a state
+    dict of the run's network, e.g. a post-hoc EMA) and their ``step``, those are written instead, ``weights``
+    naming them."""
     from . import checkpoint
     from .io import atomic_directory
 
@@ -55,17 +58,22 @@ def export(run_dir: str | Path, out: str | Path, weights: str = "ema", notes: st
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise DifflabError(f"{str(run_dir)!r} is not a run directory (no config.json).")
-    ckpt = checkpoint.latest_valid(run_dir)
-    state = json.loads((ckpt / "state.json").read_text())
+    if tensors is None:
+        ckpt = checkpoint.latest_valid(run_dir)
+        step = json.loads((ckpt / "state.json").read_text())["step"]
     with atomic_directory(out) as tmp:
-        shutil.copyfile(ckpt / f"{weights}.safetensors", tmp / WEIGHTS)
+        if tensors is None:
+            shutil.copyfile(ckpt / f"{weights}.safetensors", tmp / WEIGHTS)
+        else:
+            from safetensors.torch import save_file
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
         shutil.copyfile(config_path, tmp / "config.json")
         if (run_dir / checkpoint.RECORD).exists():  # what training measured, beside the config
             shutil.copyfile(run_dir / checkpoint.RECORD, tmp / checkpoint.RECORD)
         from .data_gaussian import FILE as GAUSSIAN
         if (run_dir / GAUSSIAN).is_file():  # the data's Gaussian a sampling start may need (difflab fit-gaussian)
             shutil.copyfile(run_dir / GAUSSIAN, tmp / GAUSSIAN)
-        meta = {"step": state["step"], "weights": weights, "sha256": _sha256(tmp / WEIGHTS), "notes": notes}
+        meta = {"step": step, "weights": weights, "sha256": _sha256(tmp / WEIGHTS), "notes": notes}
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 

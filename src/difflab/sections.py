@@ -61,6 +61,10 @@ class LoopSection:
     log_every: int = 50
     save_every: int = 1000
     keep: int = 2
+    #: post-hoc EMA (Karras et al. 2024): the lengths σ_rel of the power-function averages tracked, [] for none, and
+    #: the steps between their snapshots (0: with every checkpoint, train.save_every)
+    posthoc_ema: list = field(default_factory=list)
+    posthoc_every: int = 0
 
 
 # --- the diffusion trainer's config (difflab train) ---------------------------------------------------------------

@@ -188,7 +188,9 @@ def _write_index(out: Path, items: list[tuple[Path, str]], seconds: float) -> Pa
             f"figure{{margin:2em 0}}img{{max-width:100%;image-rendering:pixelated}}"
             f"figcaption{{color:#333;margin-top:.5em}}</style></head><body>\n"
             f"<h1>difflab demo</h1>\n<p>Drawn on this machine's CPU in {seconds:.0f} s; nothing was downloaded.</p>\n"
-            f"{figures}\n</body></html>\n")
+            f"{figures}\n<h2>Next</h2>\n<ul><li><code>difflab train digits --out runs/digits</code>: a model of your own "
+            f"(8×8 digits, a few minutes)</li><li><code>difflab app</code>: sample, edit and compare in the browser</li>"
+            f"<li><code>difflab samplers</code>: every sampler, its order and cost</li></ul>\n</body></html>\n")
     path = out / "index.html"
     write_text(path, page)
     return path

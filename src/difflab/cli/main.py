@@ -23,6 +23,7 @@ from . import (
     interpolate,
     likelihood,
     neighbors,
+    posthoc_ema,
     reflow,
     reproduce,
     sample,
@@ -39,7 +40,7 @@ from . import (
 
 #: every command, in the order ``difflab --help`` lists them
 COMMANDS = [train, reflow, distill, sample, cascade, train_classifier, train_autoencoder, evaluate, neighbors, reproduce, export, demo,
-            samplers, tune_steps, fit_gaussian,
+            samplers, tune_steps, fit_gaussian, posthoc_ema,
             likelihood, schedules, inpaint, sdedit, upscale, interpolate, denoise, trajectory, app]
 
 

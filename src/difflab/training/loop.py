@@ -32,6 +32,7 @@ from ..io import write_json, write_text
 from ..sections import LoopSection, LoopSettings
 from . import distributed
 from .ema import EMA
+from .posthoc_ema import PowerEMA, check_sigma_rel, write_snapshot
 from .run_config import make_run_dir, remove_stale_temp_files
 from .state import DataOrder, TrainingState
 
@@ -62,11 +63,30 @@ class LoopOptions(LoopSection, LoopSettings):
         check_number(self.lr, "train.lr", positive=True)
         check_number(self.grad_clip, "train.grad_clip", why="0 turns clipping off")
         check_number(self.ema_decay, "train.ema_decay", high=1)
+        if not isinstance(self.posthoc_ema, list):
+            raise DifflabError(f"⟨train.posthoc_ema⟩ must be a list of lengths σ_rel (e.g. [0.05, 0.1]), got "
+                               f"{self.posthoc_ema!r}.")
+        for i, sigma_rel in enumerate(self.posthoc_ema):
+            check_sigma_rel(sigma_rel, f"train.posthoc_ema[{i}]")
+        if len(set(self.posthoc_ema)) != len(self.posthoc_ema):
+            raise DifflabError(f"⟨train.posthoc_ema⟩ lists a length twice: {self.posthoc_ema!r}.")
+        v = self.posthoc_every
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise DifflabError(f"⟨train.posthoc_every⟩ must be an integer >= 0 (0: with every checkpoint), got {v!r}.")
+        if self.posthoc_ema and not self.snapshot_every:
+            raise DifflabError("⟨train.posthoc_ema⟩ needs snapshots during the run: set train.posthoc_every (or "
+                               "train.save_every) to a number of steps.")
         if self.precision not in PRECISIONS:
             raise DifflabError(f"⟨train.precision⟩ must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         for key in ("compile", "channels_last"):
             if not isinstance(getattr(self, key), bool):
                 raise DifflabError(f"⟨train.{key}⟩ must be true or false, got {getattr(self, key)!r}.")
+
+
+    @property
+    def snapshot_every(self) -> int:
+        """Steps between post-hoc EMA snapshots."""
+        return self.posthoc_every or self.save_every
 
 
 def check_run_length(steps: int | None, max_minutes: float | None) -> None:
@@ -271,11 +291,12 @@ class _Loop:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ema = EMA(model, opts.ema_decay) if world.is_main else None
+        self.posthoc = [PowerEMA(model, s) for s in opts.posthoc_ema] if world.is_main else []
         self.opt, *self.more_opts = trainable.optimizers(model)
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
         data_gen = torch.Generator().manual_seed(seed)
         self.order = DataOrder(n, opts.batch_size, data_gen)
-        self.state = TrainingState(model, self.ema, self.opt, data_gen, self.noise_gen, self.order)
+        self.state = TrainingState(model, self.ema, self.opt, data_gen, self.noise_gen, self.order, self.posthoc)
         self.width = len(trainable.metrics)
         self.window = [0.0] * self.width + [0]  # sums of each metric's step means not yet logged, and their count
 
@@ -327,6 +348,8 @@ class _Loop:
         grad_norm = clipped_step(self.model, self.opt, opts.grad_clip)
         if world.is_main:
             self.ema.update(self.model)
+            for average in self.posthoc:
+                average.update(self.model, step)
         trainable.after_step(step)
         return sums.tolist(), grad_norm, lr
 
@@ -381,6 +404,9 @@ class _Loop:
                     logger.row(step, last, lr, grad_norm, time.perf_counter() - t0)
                 if main and opts.sample_every and step % opts.sample_every == 0 and step != opts.steps:
                     trainable.sample_grid(self.ema.model, out, step)
+                if main and self.posthoc and (step % opts.snapshot_every == 0 or step == opts.steps):
+                    for average in self.posthoc:
+                        write_snapshot(out, average, step)
                 if main and ((opts.save_every and step % opts.save_every == 0) or step == opts.steps or stopped):
                     self.save(step)
                 if stopped:

@@ -6,12 +6,13 @@ moment and resumed ends bit for bit where an uninterrupted one does."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .. import checkpoint
+from ..errors import DifflabError
 
 
 class DataOrder:
@@ -69,6 +70,7 @@ class TrainingState:
     data_gen: torch.Generator
     noise_gen: torch.Generator
     order: DataOrder
+    posthoc: list = field(default_factory=list)  # the power-function averages of post-hoc EMA, if any
 
     def save(self, out: Path, step: int, window: list, keep: int, tensors: dict | None = None,
              state: dict | None = None) -> None:
@@ -77,6 +79,8 @@ class TrainingState:
         opt_tensors, groups = flatten_optimizer(self.opt)
         trainer = {**opt_tensors, "rng.data": self.data_gen.get_state(), "rng.noise": self.noise_gen.get_state(),
                    "data.perm": self.order.perm, **(tensors or {})}
+        for i, average in enumerate(self.posthoc):
+            trainer.update(average.tensors(f"posthoc.{i}."))
         meta = {"param_groups": groups, "data_pos": self.order.pos, "ema_updates": self.ema.updates,
                 "log_window": window, **(state or {})}
         checkpoint.save(out, step, {"model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
@@ -95,4 +99,9 @@ class TrainingState:
         self.data_gen.set_state(extra["rng.data"])
         self.noise_gen.set_state(extra["rng.noise"])
         self.order.perm, self.order.pos = extra["data.perm"].long(), state["data_pos"]
+        for i, average in enumerate(self.posthoc):
+            if not any(k.startswith(f"posthoc.{i}.") for k in extra):
+                raise DifflabError(f"checkpoint {str(ckpt)!r} was written without train.posthoc_ema; resume with the "
+                                   "run's own config, or start a new run to track post-hoc EMA.")
+            average.load(extra, f"posthoc.{i}.")
         return state["step"], state, extra
