@@ -134,10 +134,11 @@ def main() -> None:
               f"Effect, post-hoc best − preset EMA: {m:+.2f} [{lo:+.2f}, {hi:+.2f}] FD; margin 2 × floor sd = "
               f"{margin:.2f}; verdict on \"post-hoc EMA lowers FD\": **{said}**."]
     per_update, per_step = update_cost(runs / f"digits-s{SEEDS[0]}")
+    snapshot_kb = next((runs / f"digits-s{SEEDS[0]}" / "posthoc").glob("*.safetensors")).stat().st_size / 1024
     lines += ["", f"Time: updating the two tracked averages costs {1000 * per_update:.2f} ms per step against "
-                  f"{1000 * per_step:.1f} ms per training step ({100 * per_update / per_step:.1f}%), plus "
-                  f"{len(SIGMAS)} snapshot files per 200 steps on disk; the choice after training costs sampling "
-                  f"and scoring each length once.",
+                  f"{1000 * per_step:.1f} ms per training step ({100 * per_update / per_step:.1f}%), plus two "
+                  f"snapshot files of {snapshot_kb:.0f} KB per 200 steps on disk; the choice after training costs "
+                  f"sampling and scoring each length once.",
               "", f"CPU, {torch.get_num_threads()} threads; {(time.perf_counter() - t_all) / 60:.0f} min for this "
                   "invocation (training reused when present)."]
     write_table("posthoc_ema.md", "Post-hoc EMA: the EMA length chosen after training", lines)
