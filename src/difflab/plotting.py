@@ -363,7 +363,13 @@ def _draw_loss(ax, steps: np.ndarray, losses: np.ndarray, smooth: int, color: st
 def _loss_axes(ax, all_losses: Sequence[np.ndarray], title: str | None) -> None:
     vals = np.concatenate([v[np.isfinite(v)] for v in all_losses]) if all_losses else np.zeros(0)
     if vals.size and np.all(vals > 0):
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 1.3, not 1.3 × 10⁰
+        ax.yaxis.set_major_formatter(plain)
+        # within one decade the minor ticks are the only labels; over several they would crowd the axis
+        ax.yaxis.set_minor_formatter(plain if vals.max() / vals.min() < 10 else NullFormatter())
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3, which="both")
