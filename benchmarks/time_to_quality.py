@@ -292,8 +292,9 @@ def stage_table(runs: Path, book: dict, quick: bool) -> None:
                 sampler = ({10: "UniPC 10 from the Gaussian start", 50: "DDPM 50 from the Gaussian start"}[nfe]
                            if recipe == "difflab" else f"DDIMPipeline {nfe}")
                 if s is None:
-                    lines.append(f"| {recipe} | {point} (target) | {info.get('step', '–')} | – | {nfe} | {sampler} "
-                                 "| – | not run yet | – | – | – |")
+                    trained = f"{info['minutes']:.1f} | {info['step']:,} | {info['images']:,}" if info else \
+                        f"{point} (not trained yet) | – | –"
+                    lines.append(f"| {recipe} | {trained} | {nfe} | {sampler} | – | not scored yet | – | – | – |")
                     continue
                 row[recipe] = s[fd]
                 lines.append(f"| {recipe} | {info['minutes']:.1f} | {info['step']:,} | {info['images']:,} | {nfe} | "
