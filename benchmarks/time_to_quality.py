@@ -92,16 +92,21 @@ def fit_gaussian(runs: Path, point: int) -> None:
         DataGaussian.fit(run.normalization.to_model(data), rank=RANK).save(model_dir / FILE)
 
 
-def difflab_samples(runs: Path, point: int, nfe: int, num: int) -> torch.Tensor:
+def difflab_samples(runs: Path, point: int, nfe: int, num: int, plain: bool = False) -> torch.Tensor:
+    """The model at ``point`` sampled with its best setting at ``nfe`` evaluations, or with ``plain`` DDIM (trailing
+    steps, no Gaussian start: the ablation that keeps difflab's training and drops its sampler)."""
     from difflab.random import per_sample_generators
     from difflab.run import load
 
     run = load(runs / f"difflab-{point}min")
     setting = {"sampler": "ddpm", "steps": 50} if nfe == 50 else {"sampler": "unipc", "steps": nfe}
+    if plain:
+        setting = {"sampler": "ddim", "steps": nfe}
     out = []
     for lo in range(0, num, 500):
         n = min(500, num - lo)
-        out.append(run.sample(n, generator=per_sample_generators(0, lo, n, num), gaussian_start=5.0, **setting))
+        out.append(run.sample(n, generator=per_sample_generators(0, lo, n, num), gaussian_start=0 if plain else 5.0,
+                              **setting))
     return torch.cat(out)
 
 
@@ -271,6 +276,16 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
                     "sample_seconds": seconds, "num": num}
                 save_ledger(runs, book)
                 print(recipe, point, key, info[key], flush=True)
+    for point, info in book.get("difflab", {}).get("points", {}).items():  # the ablation: difflab's network, plain DDIM
+        if "ddim10_plain" not in info:
+            t0 = time.perf_counter()
+            x = difflab_samples(runs, int(point), 10, num, plain=True)
+            seconds = time.perf_counter() - t0
+            s = evaluate_samples(x.clamp(0, 1), "mnist", "fd,failed", num_ref=num)
+            info["ddim10_plain"] = {k: s[k] for k in s if k.startswith(("FD", "failed"))} | {
+                "sample_seconds": seconds, "num": num}
+            save_ledger(runs, book)
+            print("difflab", point, "ddim10_plain", info["ddim10_plain"], flush=True)
 
 
 def stage_table(runs: Path, book: dict, quick: bool) -> None:
@@ -310,6 +325,15 @@ def stage_table(runs: Path, book: dict, quick: bool) -> None:
                      f"({'met' if r <= 0.5 else 'not met'})")
     if not ratios:
         lines.append("* no time point is scored for both recipes yet.")
+    lines += ["", "Ablation, the sampler: difflab's network drawn with plain DDIM 10 (trailing steps, no Gaussian "
+              "start), beside diffusers' DDIMPipeline 10 (leading steps):"]
+    for point in POINTS:
+        s = book.get("difflab", {}).get("points", {}).get(str(point), {}).get("ddim10_plain")
+        theirs = book.get("diffusers", {}).get("points", {}).get(str(point), {}).get("nfe10")
+        if s is not None:
+            lines.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
+                         f"{100 * s[failed]:.1f}% failed" + (f"; ratio to diffusers {s[fd] / theirs[fd]:.2f}"
+                                                            if theirs else ""))
     if not quick:
         write_table("time_to_quality.md", "Quality per CPU-hour: difflab's recipe against diffusers' example", lines)
     else:
