@@ -152,6 +152,7 @@ def synthesize(run_dir: str | Path, sigma_rel: float, step: int | None = None) -
     rr = float(profile_dot(step, gamma_r, step, gamma_r))
     residual = max(float(w @ a @ w - 2 * w @ b + rr), 0.0)
     out: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
     for wi, (_, _, path) in zip(w, used):
         try:
             tensors = load_file(str(path))
@@ -160,13 +161,13 @@ def synthesize(run_dir: str | Path, sigma_rel: float, step: int | None = None) -
         if out and tensors.keys() != out.keys():
             raise DifflabError(f"post-hoc EMA snapshot {str(path)!r} holds other tensors than the run's others.")
         for k, v in tensors.items():
+            dtypes[k] = v.dtype
             if not v.is_floating_point():
                 out[k] = v  # integer buffers are copied, as the EMA copies them
                 continue
             acc = out.get(k)
             term = float(wi) * v.double()
             out[k] = term if acc is None else acc + term
-    dtypes = {k: v.dtype for k, v in load_file(str(used[-1][2])).items()}
     state = {k: v.to(dtypes[k]) for k, v in out.items()}
     info = {"step": step, "sigma_rel": sigma_rel, "gamma": gamma_r, "snapshots": [p.name for _, _, p in used],
             "weights": [float(x) for x in w], "profile_error": math.sqrt(residual / rr)}
