@@ -11,8 +11,11 @@ over training seeds with a 95% t-interval over them (each training seed's value 
 
     python benchmarks/formulations.py                     # 8gaussians, CPU, about 25 minutes on 2 cores
     python benchmarks/formulations.py --dataset mnist --steps 20000 --num 5000 --draws 2 --nfe 5,10,50
-                                                          # the formulations issue's MNIST protocol: FD in the MNIST
-                                                          # judge's features; hours of GPU; --max-minutes, rerun
+                                                          # the formulations issue's MNIST protocol at the preset's
+                                                          # size: hours of GPU; --max-minutes, rerun
+
+On a 2-core CPU, ``benchmarks/formulations_mnist.py`` runs the MNIST protocol at a size that trains in hours, in
+resumable units (and adds bits/dim).
 
 Reflow's row is not at equal compute: it adds the pairs' sampling and its own steps to the flow teacher's, as the
 method does (Liu et al. 2023); the table says how many.
