@@ -146,6 +146,18 @@ def test_max_minutes_stops_with_a_checkpoint_then_resume_continues(cfg, tmp_path
     assert (out / "loss.png").exists() and (out / "samples" / "step_00000030.png").exists()
 
 
+def test_a_time_limited_run_counts_its_bar_in_minutes(cfg, tmp_path, capsys):
+    """--steps 1000000 --max-minutes 30 should not show a bar towards a million steps: it counts the minutes, with
+    the step in its postfix; a run without a time limit counts steps."""
+    quiet = dict(device="cpu", log=lambda *_: None)
+    train(resolve(str(cfg)), tmp_path / "a", max_minutes=0.5, **quiet)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "/0.5 min" in bar and "step=30/30" in bar and "loss=" in bar, bar
+    train(resolve(str(cfg)), tmp_path / "b", **quiet)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "30/30" in bar and "min" not in bar.split("|")[-1].split("[")[0], bar
+
+
 def test_long_run_flags_are_recorded_and_summarised(cfg, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", str(cfg), "--out", str(out), "--no-progress", "--steps", "14", "--log-every", "5",

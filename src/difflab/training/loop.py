@@ -223,16 +223,33 @@ def _tensorboard(out: Path, start: int):
 class _Log:
     """The CSV log, TensorBoard events and the progress bar of rank 0 (nothing on the other ranks)."""
 
-    def __init__(self, trainable, out: Path, start: int, opts: LoopOptions, main: bool, progress: bool):
+    def __init__(self, trainable, out: Path, start: int, opts: LoopOptions, main: bool, progress: bool,
+                 max_seconds: float | None = None):
         self.names = trainable.metrics
         self.csv = self.tb = self.bar = None
+        self.steps, self.max_seconds, self.t0, self.postfix = opts.steps, max_seconds, time.perf_counter(), {}
         if not main:
             return
         self.csv = open_log(out / "log.csv", start, ",".join(["step", *self.names, "lr", "grad_norm", "seconds"]))
         self.tb = _tensorboard(out, start)
         if progress:
             from ..progress import progress_bar
-            self.bar = progress_bar(total=opts.steps, initial=start, desc=trainable.name, unit="step")
+            if max_seconds is None:
+                self.bar = progress_bar(total=opts.steps, initial=start, desc=trainable.name, unit="step")
+            else:  # a time-limited run ends with its minutes, or its steps if they come first: a bar in minutes
+                self.bar = progress_bar(total=round(max_seconds / 60, 1), desc=trainable.name, unit="min",
+                                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min [{postfix}]")
+
+    def tick(self, step: int) -> None:
+        """Advance the bar by one step (by the minutes gone on a time-limited run)."""
+        if self.bar is None:
+            return
+        if self.max_seconds is None:
+            self.bar.update(1)
+            return
+        self.postfix["step"] = f"{step}/{self.steps}"
+        self.bar.set_postfix(self.postfix, refresh=False)
+        self.bar.update(min(round((time.perf_counter() - self.t0) / 60, 1), self.bar.total) - self.bar.n)
 
     def row(self, step: int, means: list[float], lr: float, grad_norm: float, seconds: float) -> None:
         if self.csv is None:
@@ -245,7 +262,8 @@ class _Log:
                 self.tb.add_scalar(f"train/{name}", value, step)
             self.tb.flush()
         if self.bar is not None:
-            self.bar.set_postfix({n: f"{m:.4f}" for n, m in zip(self.names, means)}, refresh=False)
+            self.postfix.update({n: f"{m:.4f}" for n, m in zip(self.names, means)})
+            self.bar.set_postfix(self.postfix, refresh=False)
 
     def close(self) -> None:
         for thing in (self.csv, self.bar, self.tb):
@@ -383,8 +401,8 @@ class _Loop:
             remove_stale_temp_files(out)
             write_json(out / "config.json", trainable.config)
             write_json(out / checkpoint.RECORD, trainable.record)
-        logger = _Log(trainable, out, start, opts, main, progress)
         max_seconds = None if max_minutes is None else 60.0 * max_minutes
+        logger = _Log(trainable, out, start, opts, main, progress, max_seconds)
         t0, step, stopped, last = time.perf_counter(), start, False, [float("nan")] * self.width
         self.model.train()
         try:
@@ -396,8 +414,7 @@ class _Loop:
                     time_up = up > 0
                 self.window = [w + s / opts.batch_size for w, s in zip(self.window, sums)] + [self.window[-1] + 1]
                 stopped = time_up and step < opts.steps
-                if logger.bar is not None:
-                    logger.bar.update(1)
+                logger.tick(step)
                 if step % opts.log_every == 0 or step == opts.steps:
                     last = [w / self.window[-1] for w in self.window[:-1]]
                     self.window = [0.0] * self.width + [0]
