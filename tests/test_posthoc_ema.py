@@ -137,6 +137,11 @@ def test_posthoc_ema_command_writes_a_model_that_samples(tmp_path, capsys):
     assert main(["sample", str(out), "--num", "16", "--out", str(tmp_path / "s.npz"), "--no-progress"]) == 0
     samples = np.load(tmp_path / "s.npz")["samples"]
     assert samples.shape == (16, 2) and np.isfinite(samples).all()
+    capsys.readouterr()
+    assert main(["posthoc-ema", str(run), "--list"]) == 0  # the snapshots the run holds, from their files
+    assert capsys.readouterr().out.splitlines() == [f"step {t}: σ_rel 0.05, 0.1" for t in (5, 10, 15, 20)]
+    assert main(["posthoc-ema", str(run), "--sigma-rel", "0.1"]) == 2
+    assert "needs --sigma-rel and --out" in capsys.readouterr().err
     # bad input: one sentence each, nothing written
     for args, match in [(["--sigma-rel", "0.5"], "must lie strictly between 0 and 0.2887"),
                         (["--sigma-rel", "0.1", "--step", "7"], "has no snapshot at step 7"),

@@ -125,6 +125,17 @@ def list_snapshots(run_dir: str | Path) -> list[tuple[float, int, Path]]:
     return sorted(found, key=lambda s: (s[1], s[0]))
 
 
+def snapshot_table(run_dir: str | Path) -> str:
+    """The run's snapshots as lines "step S: σ_rel a, b" (every step whose averages can be combined), or why none."""
+    snaps = list_snapshots(run_dir)
+    if not snaps:
+        return f"{run_dir} holds no post-hoc EMA snapshots (train.posthoc_ema was not set)."
+    by_step: dict[int, list[float]] = {}
+    for sigma, step, _ in snaps:
+        by_step.setdefault(step, []).append(sigma)
+    return "\n".join(f"step {step}: σ_rel {', '.join(f'{s:g}' for s in sigmas)}" for step, sigmas in by_step.items())
+
+
 def synthesize(run_dir: str | Path, sigma_rel: float, step: int | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """The weights of the power-function average of length ``sigma_rel`` at ``step`` (default: the newest snapshot's),
     combined from the run's snapshots up to that step; returns (state dict, what was done: the step, γ, the
