@@ -63,6 +63,17 @@ def _edm(base: dict, sigma_data: float) -> dict:
     return out
 
 
+def _consistency(base: dict, sigma_data: float) -> dict:
+    """A preset trained by consistency training (Song et al. 2023; Song & Dhariwal 2023, iCT): the consistency
+    parameterization on EDM's VE schedule (σ in [0.002, 80]), neighbouring levels of iCT's growing grid, the
+    pseudo-Huber loss, sampled in 2 consistency steps (1 is one-step generation)."""
+    from .formulations import rebase
+
+    out = rebase(base, {"diffusion": {"formulation": "consistency"}})
+    out["diffusion"] = {**out["diffusion"], "sigma_data": sigma_data}
+    return out
+
+
 def _flow(base: dict) -> dict:
     """A preset trained by flow matching: the straight path x_t = (1 − t) x_0 + t ε, a velocity network, t uniform,
     sampled by the Euler steps of the flow ODE (DDIM on this path) in 50 steps."""
@@ -114,6 +125,9 @@ PRESETS["digits-edm"] = _edm(PRESETS["digits"], sigma_data=0.5)  # images in [�
 PRESETS["mnist-edm"] = _edm(_mnist_like("mnist"), sigma_data=0.5)
 PRESETS["digits-flow"] = _flow(PRESETS["digits"])
 PRESETS["mnist-flow"] = _flow(_mnist_like("mnist"))
+PRESETS["8gaussians-ct"] = _consistency(_toy("8gaussians"), sigma_data=1.0)
+PRESETS["digits-ct"] = _consistency(PRESETS["digits"], sigma_data=0.5)
+PRESETS["mnist-ct"] = _consistency(_mnist_like("mnist"), sigma_data=0.5)
 PRESETS["digits-vdm"] = _vdm(PRESETS["digits"])
 PRESETS["mnist-vdm"] = _vdm(_mnist_like("mnist"))
 
@@ -175,7 +189,7 @@ def validate(config: dict) -> dict:
     return out
 
 
-TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal", "logit-normal", "antithetic")
+TIMESTEP_SAMPLERS = ("uniform", "loss-second-moment", "lognormal", "logit-normal", "antithetic", "consistency")
 
 
 def _check_objective(cfg: dict) -> None:
@@ -285,7 +299,7 @@ def _check_numbers(cfg: dict) -> None:
 
         if diff["loss"] in LEARNED_VARIANCE:
             raise DifflabError(f"diffusion.loss = {diff['loss']!r} needs a discrete schedule (t = 1..T), got {diff['schedule']!r}.")
-        if tr["timestep_sampler"] not in ("uniform", "lognormal", "logit-normal", "antithetic"):
+        if tr["timestep_sampler"] not in ("uniform", "lognormal", "logit-normal", "antithetic", "consistency"):
             raise DifflabError(f"train.timestep_sampler = {tr['timestep_sampler']!r} needs a discrete schedule (t = 1..T), "
                                f"got {diff['schedule']!r}.")
     get_sampler(cfg["sample"]["sampler"])

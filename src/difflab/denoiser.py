@@ -154,6 +154,27 @@ class EDMPreconditioning(Preconditioning):
         return 1 / c_out**2
 
 
+class ConsistencyPreconditioning(EDMPreconditioning):
+    """A consistency model's parameterization (Song et al. 2023, "Consistency Models", Sec. 3 and Appendix C): EDM's
+    form with the skip and output scalings shifted so that f(x̃; σ_min) = x̃ exactly (the boundary condition), σ_min
+    the schedule's least noisy σ̃ (at t_min):
+
+        c_skip = σ_d²/((σ − σ_min)² + σ_d²),  c_out = σ_d (σ − σ_min)/√(σ² + σ_d²),
+
+    c_in and c_noise as EDM's. The prediction x̂_0 is the model's output f, the end of the ODE trajectory through x̃."""
+
+    def __init__(self, schedule: Schedule, sigma_data: float = 0.5):
+        super().__init__(schedule, sigma_data)
+        self.parameterization = "consistency"
+        t_min = torch.tensor(float(schedule.t_min), dtype=torch.float64)
+        self.sigma_min = float(schedule.sigma(t_min) / schedule.alpha(t_min))
+
+    def scalings(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        a, sigma, _, _, c_in, c_noise = super().scalings(t, like)
+        sd2, shifted = self.sigma_data ** 2, sigma - self.sigma_min
+        return a, sigma, sd2 / (shifted**2 + sd2), self.sigma_data * shifted / (sigma**2 + sd2).sqrt(), c_in, c_noise
+
+
 class VelocityPreconditioning(Preconditioning):
     """A velocity network, the parameterization of flow matching (Lipman et al. 2023, Eq. 22; Liu et al. 2023):
     it regresses the path's time derivative u = α'_t x_0 + σ'_t ε (ε − x_0 on the straight path α = 1 − t, σ = t
@@ -195,12 +216,17 @@ class VelocityPreconditioning(Preconditioning):
 
 def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_variance: bool = False,
                     sigma_data: float = 0.5) -> Preconditioning:
-    """The preconditioning a run's parameterization names: ``edm`` (:class:`EDMPreconditioning`) or a plain
+    """The preconditioning a run's parameterization names: ``edm`` (:class:`EDMPreconditioning`), ``consistency``
+    (:class:`ConsistencyPreconditioning`), ``velocity`` (:class:`VelocityPreconditioning`) or a plain
     prediction target (ε, x_0, v, score; :class:`Preconditioning`)."""
     if parameterization == "edm":
         if learned_variance:
             raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not EDM's preconditioning.")
         return EDMPreconditioning(schedule, sigma_data)
+    if parameterization == "consistency":
+        if learned_variance:
+            raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not a consistency model.")
+        return ConsistencyPreconditioning(schedule, sigma_data)
     if parameterization == "velocity":
         if learned_variance:
             raise DifflabError("⟨diffusion.learned_variance⟩ needs an ε network, not a velocity network.")
@@ -209,7 +235,7 @@ def preconditioning(schedule: Schedule, parameterization: str = "eps", learned_v
 
 
 #: every parameterization a run may name (``diffusion.parameterization``)
-PARAMETERIZATIONS = (*process.PARAMETERIZATIONS, "edm", "velocity")
+PARAMETERIZATIONS = (*process.PARAMETERIZATIONS, "edm", "velocity", "consistency")
 
 
 def split_output(output: Tensor, channels: int) -> tuple[Tensor, Tensor]:

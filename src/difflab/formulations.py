@@ -6,12 +6,15 @@ trained, with the defaults each brings and the options it can use.
 - ``edm``: EDM's preconditioned denoiser, σ log-normal, Heun sampling (Karras et al. 2022, Table 1).
 - ``vdm``: variational diffusion models: the continuous-time bound with a learned monotone log-SNR γ(t), antithetic
   times, an ε network, on 8-bit images (Kingma et al. 2021).
+- ``consistency``: consistency training (Song et al. 2023; Song & Dhariwal 2023): a network whose one evaluation
+  maps noise to data, trained on neighbouring noise levels of a growing grid, one- or few-step sampling.
 - ``flow``: flow matching / rectified flow on the straight path x_t = (1 − t) x_0 + t ε with a velocity network
   (Lipman et al. 2023; Liu et al. 2023), t uniform or logit-normal (Esser et al. 2024), optionally with noise
   paired to data by minibatch optimal transport (Tong et al. 2024).
 
-Every formulation trains through the same objective (:func:`difflab.objectives.simple`), with any weighting of
-:data:`difflab.objectives.WEIGHTINGS`; a formulation is a set of defaults and the checks of what fits together,
+Every formulation but vdm and consistency trains through the same objective (:func:`difflab.objectives.simple`), with
+any weighting of :data:`difflab.objectives.WEIGHTINGS` (vdm and consistency have their own losses in
+:data:`difflab.objectives.LOSSES`); a formulation is a set of defaults and the checks of what fits together,
 nothing more. A config that names no formulation gets the one its parameterization and schedule imply.
 """
 
@@ -51,6 +54,11 @@ FORMULATIONS: dict[str, Formulation] = {f.name: f for f in (
                 ("eps",), ("learned",),
                 {"diffusion": {"schedule": "learned", "schedule_params": {}, "parameterization": "eps", "loss": "vdm"},
                  "train": {"timestep_sampler": "antithetic"}, "sample": {"sampler": "ddpm", "steps": 100}}),
+    Formulation("consistency", "Song et al. 2023, Consistency Models; Song & Dhariwal 2023, Improved Techniques (iCT)",
+                ("consistency",), None,
+                {"diffusion": {"schedule": "ve", "schedule_params": {"sigma_min": 0.002, "sigma_max": 80.0},
+                               "parameterization": "consistency", "loss": "consistency"},
+                 "train": {"timestep_sampler": "consistency"}, "sample": {"sampler": "consistency", "steps": 2}}),
     Formulation("flow", "Lipman et al. 2023; Liu et al. 2023; Esser et al. 2024 (logit-normal t); Tong et al. 2024 (OT)",
                 ("velocity", "eps", "x0"), ("flow",),
                 {"diffusion": {"schedule": "flow", "schedule_params": {}, "parameterization": "velocity"},
@@ -59,10 +67,13 @@ FORMULATIONS: dict[str, Formulation] = {f.name: f for f in (
 
 
 def implied(diffusion: dict) -> str:
-    """The formulation a diffusion section without ``formulation`` describes: edm for EDM's preconditioning, flow on
-    the straight path, ddpm otherwise (configs written before the key existed)."""
+    """The formulation a diffusion section without ``formulation`` describes: edm for EDM's preconditioning,
+    consistency for a consistency model, flow on the straight path, ddpm otherwise (configs written before the key
+    existed)."""
     if diffusion.get("parameterization") == "edm":
         return "edm"
+    if diffusion.get("parameterization") == "consistency" or diffusion.get("loss") == "consistency":
+        return "consistency"
     if diffusion.get("schedule") == "learned" or diffusion.get("loss") == "vdm":
         return "vdm"
     if diffusion.get("schedule") == "flow" or diffusion.get("parameterization") == "velocity":
@@ -124,6 +135,11 @@ def check(diffusion: dict, train: dict) -> None:
     if (form.name == "vdm") != (diffusion.get("loss") == "vdm") or (form.name == "vdm") != (diffusion["schedule"] == "learned"):
         raise DifflabError("the learned schedule, ⟨diffusion.loss⟩ 'vdm' (the continuous-time bound that trains it) and "
                            "diffusion.formulation: vdm go together (Kingma et al. 2021); set all three or none.")
+    if (form.name == "consistency") != (diffusion.get("loss") == "consistency") \
+            or (form.name == "consistency") != (train.get("timestep_sampler") == "consistency"):
+        raise DifflabError("consistency training pairs neighbouring noise levels: ⟨diffusion.loss⟩ 'consistency', "
+                           "train.timestep_sampler 'consistency' and diffusion.formulation: consistency go together "
+                           "(Song & Dhariwal 2023); set all three or none.")
     if form.name == "ddpm" and diffusion["schedule"] == "flow":
         raise DifflabError("⟨diffusion.schedule⟩ 'flow' is the straight path of flow matching; set "
                            "diffusion.formulation: flow.")

@@ -35,6 +35,19 @@ def lognormal_timesteps(schedule, batch: int, generator: torch.Generator | None 
     return t.clamp(schedule.t_min, schedule.t_max).to(device)
 
 
+def consistency_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None, *, step: int,
+                          total_steps: int) -> tuple[Tensor, Tensor]:
+    """Neighbouring times (t_i, t_{i+1}) per example for consistency training at training step ``step`` of
+    ``total_steps``: the grid of :func:`difflab.consistency.discretization_steps` Karras levels (iCT's curriculum),
+    the pair i drawn from iCT's discretized log-normal (:func:`difflab.consistency.level_probabilities`)."""
+    from .consistency import discretization_steps, level_probabilities, level_times, scaled_levels
+
+    times = level_times(schedule, discretization_steps(step, total_steps))
+    p = level_probabilities(scaled_levels(schedule, times)[1])
+    i = torch.multinomial(p, batch, replacement=True, generator=generator)
+    return times[i].to(device), times[i + 1].to(device)
+
+
 def antithetic_timesteps(schedule, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
     """t_i = (u + i/B) mod 1 with one u ~ U(0, 1): the low-discrepancy times of variational diffusion models, which
     cut the variance of the bound's estimate (Kingma et al. 2021, Appx. I.1), kept inside [t_min, t_max]."""
@@ -217,3 +230,36 @@ def vlb(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *
     from .variational_bound import hybrid_losses
 
     return hybrid_losses(denoiser, x0, t, noise=eps, y=y, objective="vlb", **conditioning)["loss"]
+
+
+def consistency_loss(denoiser, x_hi: Tensor, t_hi: Tensor, x_lo: Tensor, t_lo: Tensor, y: Tensor | None = None,
+                     **conditioning) -> Tensor:
+    """λ(σ̃_lo) d(f_θ(x_hi, t_hi), sg f_θ(x_lo, t_lo)) per example: the consistency loss of a pair of neighbouring points
+    of one trajectory (Song et al. 2023, Eq. 7 and 10), with the model itself under a stop-gradient as the target
+    network (Song & Dhariwal 2023, iCT Sec. 3.1, θ⁻ = θ), d the pseudo-Huber metric and λ = 1/(σ̃_hi − σ̃_lo)
+    (:mod:`difflab.consistency`). Both evaluations see the same dropout masks (the random state is replayed), so the
+    target differs from the output only by where it is evaluated."""
+    from .consistency import pair_weight, pseudo_huber, scaled_levels
+
+    pre = denoiser.preconditioning
+    devices = [x_hi.device.index or 0] if x_hi.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the target's dropout replays the output's
+        f_hi = pre.prediction(x_hi, t_hi, denoiser.network(x_hi, t_hi, y, **conditioning)).x0
+    with torch.no_grad():
+        f_lo = pre.prediction(x_lo, t_lo, denoiser.network(x_lo, t_lo, y, **conditioning)).x0
+    weight = pair_weight(scaled_levels(denoiser.schedule, t_lo)[1], scaled_levels(denoiser.schedule, t_hi)[1])
+    return weight.to(f_hi.device, torch.float32) * pseudo_huber(f_hi, f_lo)
+
+
+@register("consistency")
+def consistency(denoiser, x0: Tensor, t: Tensor, eps: Tensor, y: Tensor | None = None, *, settings: dict,
+                t_next: Tensor, **conditioning) -> Tensor:
+    """Consistency training per example (Song et al. 2023, Algorithm 3, with the improvements of Song & Dhariwal
+    2023): :func:`consistency_loss` of x_{t_next} and x_t on one noise, x_t = α_t x_0 + σ_t ε, the one-sample estimate
+    of the ODE step between the neighbouring levels t < t_next that needs no teacher."""
+
+    def point(times: Tensor) -> Tensor:
+        a, s = process.alpha_sigma64(denoiser.schedule, times, x0)
+        return (a * x0.double() + s * eps.double()).to(x0.dtype)
+
+    return consistency_loss(denoiser, point(t_next), t_next, point(t), t, y, **conditioning)

@@ -30,7 +30,7 @@ _loaded = False
 
 def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1,
              mean_shift: bool = False, steppable: bool = False, eps_is_noise: bool = False,
-             from_zero_snr: bool = False):
+             from_zero_snr: bool = False, open_end: bool = False):
     """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
     its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
     steps it accepts; and what the editing tasks may rely on: ``mean_shift``, whether its steps add a
@@ -39,7 +39,8 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
     may stop at any visited time (RePaint's descents); ``eps_is_noise``, whether its step takes ε̂ as the noise
     of x_s alone rather than as a function of x_t (so a measurement may hand it fresh noise); ``from_zero_snr``,
     whether its first step is finite from pure noise, α_T = 0 (zero terminal SNR; the others start with one DDIM
-    step, :func:`sample`)."""
+    step, :func:`sample`); ``open_end``, whether its last step reads x̂_0 off its last visited time, so the visited times
+    are the discretization's for one step more without its last, t_min (a consistency model's f(x, t_min) = x)."""
     def wrap(fn):
         _REGISTRY[name] = fn
         import sys
@@ -47,7 +48,7 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
         module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
                        "mean_shift": mean_shift, "steppable": steppable, "eps_is_noise": eps_is_noise,
-                       "from_zero_snr": from_zero_snr,
+                       "from_zero_snr": from_zero_snr, "open_end": open_end,
                        "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
@@ -186,7 +187,10 @@ def sample(denoiser, shape: Sequence[int], sampler: str = "ddim", steps: int = 5
     else:
         if discretization is None:
             discretization = "trailing" if schedule.discrete else "logsnr"
-        timesteps = discretize(schedule, steps, discretization, t_start=t_start)
+        if _INFO[sampler]["open_end"]:  # the times of one step more, without t_min, where nothing is left to do
+            timesteps = discretize(schedule, steps + 1, discretization, t_start=t_start)[:-1]
+        else:
+            timesteps = discretize(schedule, steps, discretization, t_start=t_start)
     if steps < _INFO[sampler]["min_steps"]:
         raise DifflabError(f"sampler {sampler!r} needs at least {_INFO[sampler]['min_steps']} steps, got {steps}.")
     shape = tuple(shape)

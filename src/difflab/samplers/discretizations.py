@@ -25,9 +25,8 @@ import math
 
 import torch
 
+from ..consistency import KARRAS_SIGMA_MAX, level_times  # noqa: F401 (σ_max of EDM's Table 1, re-exported)
 from ..errors import DifflabError
-
-KARRAS_SIGMA_MAX = 80.0  # Karras et al. 2022, Table 1: the σ_max of every sampler they run
 NAMES = ("trailing", "leading", "linspace", "quadratic", "karras", "logsnr", "sections")
 
 
@@ -112,10 +111,7 @@ def _continuous(schedule, steps: int, base: str, rho: float, t_hi: float) -> tor
     if base == "logsnr":
         ts = schedule.t_from_lambda(torch.linspace(lam_lo, lam_hi, steps, dtype=torch.float64))
     else:  # karras: σ̃ = exp(−λ/2) evenly spaced in σ̃^{1/ρ} from min(σ̃(t_hi), 80) (EDM's σ_max, Table 1)
-        s_max = min(math.exp(-lam_lo / 2), KARRAS_SIGMA_MAX) ** (1 / rho)
-        s_min = math.exp(-lam_hi / 2) ** (1 / rho)
-        sig = torch.linspace(s_max, s_min, steps, dtype=torch.float64) ** rho
-        ts = schedule.t_from_lambda(-2 * torch.log(sig))
+        return level_times(schedule, steps, rho, t_hi).flip(0)
     ts[0], ts[-1] = t_hi, t_min  # exact endpoints despite round-off in the inverse
     return ts
 

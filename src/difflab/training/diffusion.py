@@ -40,7 +40,7 @@ RESUMABLE_KEYS = {f"train.{k}" for k in ("steps", "log_every", "sample_every", "
                                          *RUN_OPTIONS)} | {"latent.scale_factor", "latent.shape", "latent.clip"}
 #: the time distributions drawn for the global batch directly (no sampler state): uniform, EDM's, rectified flow's,
 #: VDM's antithetic ones
-CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal", "antithetic")
+CONTINUOUS_TIMES = ("uniform", "lognormal", "logit-normal", "antithetic", "consistency")
 LOSS_NAMES = {"simple": "L_simple", "hybrid": "L_hybrid", "vlb": "L_vlb", "vdm": "VLB (bits/dim)"}
 
 
@@ -60,6 +60,7 @@ class DiffusionTrainable(Trainable):
         self.t_sampler = None if diff["loss"] not in objectives.LEARNED_VARIANCE and name in CONTINUOUS_TIMES \
             else timestep_sampling.get(name, diff["T"])
         self.gather = self.t_sampler is not None and type(self.t_sampler) is not timestep_sampling.UniformSampler
+        self.step = 1
 
     def dataset(self):
         """The training data (a :class:`~difflab.data.Dataset`): the config's data section, loaded."""
@@ -99,7 +100,12 @@ class DiffusionTrainable(Trainable):
 
         x0 = self.data[idx]
         batch_size = idx.shape[0]
-        if self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
+        extra = {}
+        if self.config["train"]["timestep_sampler"] == "consistency":  # neighbouring levels of iCT's curriculum
+            t, extra["t_next"] = objectives.consistency_timesteps(self.schedule, batch_size, generator, self.device,
+                                                                  step=self.step, total_steps=self.config["train"]["steps"])
+            weights = None
+        elif self.t_sampler is None:  # drawn as l_simple draws them, or EDM's log-normal σ
             draw = {"lognormal": objectives.lognormal_timesteps, "logit-normal": objectives.logit_normal_timesteps,
                     "antithetic": objectives.antithetic_timesteps}.get(self.config["train"]["timestep_sampler"],
                                                                        objectives.uniform_timesteps)
@@ -111,7 +117,10 @@ class DiffusionTrainable(Trainable):
         factor = self.config["data"].get("low_res_factor")
         cond = condition(x0, factor) if factor else None  # SR3's conditioning image (data.low_res_factor)
         per_t = torch.zeros(batch_size, dtype=torch.float64) if self.gather else None  # unweighted, for the sampler
-        return {"x0": x0, "t": t, "eps": eps, "y": y, "cond": cond, "weights": weights, "per_t": per_t}
+        return {"x0": x0, "t": t, "eps": eps, "y": y, "cond": cond, "weights": weights, "per_t": per_t, "extra": extra}
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
 
     def noise(self, idx: torch.Tensor, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The ε of each example, fresh from ``generator`` (paired with the data by minibatch OT when
@@ -130,6 +139,7 @@ class DiffusionTrainable(Trainable):
         denoiser = build_denoiser(net, self.run_config)
         y, cond = batch["y"], batch["cond"]
         extra = {} if cond is None else {"cond": cond[part]}
+        extra.update({k: v[part] for k, v in batch.get("extra", {}).items()})
         losses = self.objective(denoiser, batch["x0"][part], t=batch["t"][part], eps=batch["eps"][part],
                                 y=None if y is None else y[part], settings=self.config["diffusion"], **extra)
         if batch["per_t"] is not None:

@@ -238,7 +238,7 @@ class _Log:
                 self.bar = progress_bar(total=opts.steps, initial=start, desc=trainable.name, unit="step")
             else:  # a time-limited run ends with its minutes, or its steps if they come first: a bar in minutes
                 self.bar = progress_bar(total=round(max_seconds / 60, 1), desc=trainable.name, unit="min",
-                                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min [{postfix}]")
+                                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} min{postfix}")
 
     def tick(self, step: int) -> None:
         """Advance the bar by one step (by the minutes gone on a time-limited run)."""
@@ -348,6 +348,7 @@ class _Loop:
         lr = warmup_lr(opts.lr, opts.warmup, step)
         set_lr(lr, self.opt, *self.more_opts)
         torch.manual_seed(dropout_seed(self.seed, world.rank, step))
+        trainable.begin_step(step)
         batch = trainable.draw(self.order.next().to(self.dev), self.noise_gen)
         self.opt.zero_grad(set_to_none=True)
         sums = torch.zeros(self.width, dtype=torch.float64, device=self.dev)

@@ -42,6 +42,10 @@ class Trainable:
         tr = self.config["train"]
         return [torch.optim.AdamW(model.parameters(), lr=tr["lr"], weight_decay=tr["weight_decay"])]
 
+    def begin_step(self, step: int) -> None:
+        """Called before each optimizer step (1, 2, ...), before :meth:`draw`: for what changes with the step (the
+        noise-level curriculum of consistency training)."""
+
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
         """The global batch of examples ``idx`` with every random draw it needs, from ``generator``."""
         raise NotImplementedError
