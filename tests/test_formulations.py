@@ -65,7 +65,7 @@ def test_a_config_without_a_preset_is_laid_over_its_formulation():
     ({"formulation": "ddpm", "parameterization": "edm"}, "for 'edm' set diffusion.formulation: edm"),
     ({"formulation": "edm", "schedule": "linear"}, "'edm' needs diffusion.schedule vp or subvp or ve or flow, got 'linear'"),
     ({"formulation": "ddpm", "schedule": "flow"}, "set diffusion.formulation: flow"),
-    ({"formulation": "gan"}, "diffusion.formulation must be one of ddpm, edm, vdm, flow, got 'gan'"),
+    ({"formulation": "gan"}, "diffusion.formulation must be one of ddpm, edm, vdm, consistency, flow, got 'gan'"),
     ({"ot_pairing": True}, "diffusion.ot_pairing pairs noise with data for flow matching"),
     ({"formulation": "flow", "ot_pairing": "yes"}, "diffusion.ot_pairing must be true or false"),
     ({"formulation": "edm", "sigma_data": 0}, "diffusion.sigma_data must be a positive number"),
