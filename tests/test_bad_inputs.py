@@ -74,6 +74,8 @@ ROWS = [
     ("distill: --to no halving", "distill {d}/toy --to 3 --out {d}/new", "must be the teacher's 4 steps halved"),
     ("distill: --to 0", "distill {d}/toy --to 0 --out {d}/new", "--to must be a positive integer"),
     ("distill: no teacher", "distill {d}/nothere --to 2 --out {d}/new", "is not a run directory"),
+    ("sample: consistency sampler, diffusion model", "sample {d}/toy --sampler consistency --out {d}/new.png",
+     "only a consistency model predicts"),
     ("distill: no --to", "distill {d}/toy --out {d}/new", "progressive distillation needs --to"),
     ("distill: consistency with --to", "distill {d}/toy --method consistency --to 2 --out {d}/new",
      "--to and --from set the rounds"),

@@ -149,6 +149,26 @@ def test_the_sampler_visits_one_step_more_without_t_min(ve):
     assert seen == [float(t) for t in discretize(ve, 3, "logsnr")[:-1]]
 
 
+def test_the_sampler_refuses_a_diffusion_model(ve):
+    """A diffusion model's x̂_0 is a posterior mean, not the end of a trajectory: renoising it step after step would
+    draw blurred samples without a word, so the consistency sampler refuses it (an oracle without a parameterization
+    is taken at its word, as above)."""
+    den = ModelDenoiser(lambda x, t: torch.zeros_like(x), ve, "eps")
+    with pytest.raises(DifflabError, match="only a consistency model predicts; this model predicts 'eps'"):
+        sample(den, (4, 2), sampler="consistency", steps=2)
+    class Wrapped:  # a wrapper (as guidance wraps a model) hides nothing
+        def __init__(self, inner):
+            self.inner, self.schedule = inner, inner.schedule
+
+        def __call__(self, x, t):
+            return self.inner(x, t)
+
+    with pytest.raises(DifflabError, match="only a consistency model"):
+        sample(Wrapped(den), (4, 2), sampler="consistency", steps=2)
+    assert sample(Wrapped(ModelDenoiser(lambda x, t: torch.zeros_like(x), ve, "consistency")), (4, 2),
+                  sampler="consistency", steps=2).shape == (4, 2)
+
+
 def gaussian_data(n=20_000):
     return (MEAN + STD * torch.randn(n, 2, generator=torch.Generator().manual_seed(0))).float()
 

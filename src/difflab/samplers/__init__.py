@@ -30,7 +30,7 @@ _loaded = False
 
 def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: float = 1, min_steps: int = 1,
              mean_shift: bool = False, steppable: bool = False, eps_is_noise: bool = False,
-             from_zero_snr: bool = False, open_end: bool = False):
+             from_zero_snr: bool = False, open_end: bool = False, only_for: str | None = None):
     """Register the decorated function as the sampler ``name``, with what ``difflab samplers`` lists:
     its order of accuracy, whether it draws fresh noise, network evaluations per step, and the fewest
     steps it accepts; and what the editing tasks may rely on: ``mean_shift``, whether its steps add a
@@ -40,7 +40,8 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
     of x_s alone rather than as a function of x_t (so a measurement may hand it fresh noise); ``from_zero_snr``,
     whether its first step is finite from pure noise, α_T = 0 (zero terminal SNR; the others start with one DDIM
     step, :func:`sample`); ``open_end``, whether its last step reads x̂_0 off its last visited time, so the visited times
-    are the discretization's for one step more without its last, t_min (a consistency model's f(x, t_min) = x)."""
+    are the discretization's for one step more without its last, t_min (a consistency model's f(x, t_min) = x);
+    ``only_for``, the one parameterization whose models it samples (others are refused in one sentence)."""
     def wrap(fn):
         _REGISTRY[name] = fn
         import sys
@@ -48,7 +49,7 @@ def register(name: str, order: int = 1, stochastic: bool = False, nfe_per_step: 
         module_doc = (sys.modules[fn.__module__].__doc__ or "").strip()
         _INFO[name] = {"order": order, "stochastic": stochastic, "nfe_per_step": nfe_per_step, "min_steps": min_steps,
                        "mean_shift": mean_shift, "steppable": steppable, "eps_is_noise": eps_is_noise,
-                       "from_zero_snr": from_zero_snr, "open_end": open_end,
+                       "from_zero_snr": from_zero_snr, "open_end": open_end, "only_for": only_for,
                        "summary": module_doc.splitlines()[0].rstrip(".") if module_doc else ""}
         return fn
     return wrap
@@ -96,8 +97,18 @@ def check_denoiser(name: str, denoiser) -> None:
     """Refuse a denoiser whose guidance the sampler ``name`` would silently drop: classifier guidance in the form
     of Dhariwal & Nichol 2021, Algorithm 1 (:class:`~difflab.guidance.AncestralClassifierGuidance`) leaves the
     predictions alone and shifts the mean of each ancestral step, which only a sampler registered with
-    ``mean_shift`` does, and only when the guided denoiser is the one it is given (not wrapped in another)."""
+    ``mean_shift`` does, and only when the guided denoiser is the one it is given (not wrapped in another). Refuse a
+    model another parameterization than a sampler's ``only_for`` (a denoiser that names none, such as an exact
+    oracle, is taken at its word)."""
     get(name)
+    only, inner = _INFO[name]["only_for"], denoiser
+    while only is not None and inner is not None:
+        kind = getattr(inner, "parameterization", None)
+        if kind is not None and kind != only:
+            others = ", ".join(n for n in names() if _INFO[n]["only_for"] is None and not _INFO[n]["stochastic"])
+            raise DifflabError(f"the {name!r} sampler reads each x̂_0 as the end of an ODE trajectory, which only a "
+                               f"{only} model predicts; this model predicts {kind!r}: sample it with {others}.")
+        inner = getattr(inner, "inner", None)
     inner = denoiser
     while inner is not None:
         if callable(getattr(inner, "mean_shift", None)):

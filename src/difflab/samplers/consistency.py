@@ -8,14 +8,15 @@ from ..random import randn
 from . import register, step_pairs
 
 
-@register("consistency", order=1, stochastic=True, nfe_per_step=1, steppable=True, from_zero_snr=True, open_end=True)
+@register("consistency", order=1, stochastic=True, nfe_per_step=1, steppable=True, from_zero_snr=True, open_end=True,
+          only_for="consistency")
 def consistency(denoiser, x_T: torch.Tensor, timesteps, generator=None, callback=None,
                 progress: bool = False) -> torch.Tensor:
     """x̂_0 = f(x_t, t) at each visited time, then fresh noise up to the next one: x_s = α_s (x̂_0 + √(σ̃_s² − σ̃_min²) z)
     with σ̃ = σ/α and σ̃_min that of the schedule's t_min (Algorithm 1, τ_n on the visited times; on a VE schedule
     x_s = x̂_0 + √(σ_s² − σ_min²) z). The visited times are a discretization's for ``steps`` + 1 without t_min
-    (``open_end``): two logsnr steps visit t_max and the middle of the log-SNR range. One step is one-step generation, x̂_0 = f(x_T, T). Made for a consistency model
-    (diffusion.formulation: consistency); on another denoiser each step is its x̂_0 renoised, a crude sampler."""
+    (``open_end``): two logsnr steps visit t_max and the middle of the log-SNR range. One step is one-step generation, x̂_0 = f(x_T, T). For consistency models (diffusion.formulation: consistency); a
+    diffusion model's x̂_0 is a posterior mean, not a sample, so other models are refused (:func:`check_denoiser`)."""
     schedule = denoiser.schedule
     t_min = torch.tensor(float(schedule.t_min), dtype=torch.float64)
     s_min = float(schedule.sigma(t_min) / schedule.alpha(t_min))
