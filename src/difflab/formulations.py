@@ -157,7 +157,7 @@ def describe() -> str:
     lines = []
     for f in FORMULATIONS.values():
         d = f.defaults
-        lines.append(f"  {f.name:<5} {d['diffusion']['parameterization']} network on a {d['diffusion']['schedule']} "
+        lines.append(f"  {f.name:<11} {d['diffusion']['parameterization']} network on a {d['diffusion']['schedule']} "
                      f"schedule, t {d['train']['timestep_sampler']}, {d['sample']['sampler']} sampling\n"
-                     f"        ({f.paper})")
+                     f"              ({f.paper})")
     return "\n".join(lines)

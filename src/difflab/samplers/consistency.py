@@ -1,4 +1,4 @@
-"""Multistep consistency sampling (Song, Dhariwal, Chen & Sutskever 2023, "Consistency Models", Algorithm 1)."""
+"""Multistep consistency sampling, for consistency models only (Song et al. 2023, "Consistency Models", Algorithm 1)."""
 
 from __future__ import annotations
 
