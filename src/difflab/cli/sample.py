@@ -125,7 +125,8 @@ def execute(a) -> None:
                 write(x.cpu().numpy())
     else:
         save_samples(torch.cat(list(batches())), a.out, run.kind)
-    print(f"wrote {a.num} samples ({sampler}, {run.config['sample']['steps'] if a.steps is None else a.steps} steps) to {a.out}")
+    steps = run.config['sample']['steps'] if a.steps is None else a.steps
+    print(f"wrote {a.num} samples ({sampler}, {steps} step{'' if steps == 1 else 's'}) to {a.out}")
 
 
 def _sample_energy(a) -> None:
