@@ -369,6 +369,20 @@ def load_file(path: str | Path) -> dict:
     return data
 
 
+def _choices(name, presets: dict) -> str:
+    """The presets an unknown name could have meant: all of them when they fit one short line, else the close ones and
+    the families, so the error stays one readable sentence."""
+    import difflib
+
+    names = list(presets)
+    if len(", ".join(names)) <= 160:
+        return "one of " + ", ".join(names)
+    close = difflib.get_close_matches(str(name), names, n=4, cutoff=0.6)
+    families = sorted({n.split("-")[0] for n in names})
+    return (f"{' or '.join(close)}, or another of the {len(names)} presets" if close else f"one of the {len(names)} presets") \
+        + f" (on {', '.join(families)}; `difflab train --help` lists them)"
+
+
 def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str = "", hint: str = "",
                  rebase=None) -> dict:
     """A preset name of ``presets``, a YAML/TOML/JSON config file that may start from one (``preset: NAME``) and
@@ -383,12 +397,12 @@ def resolve_spec(spec: str | dict, presets: dict[str, dict], validate, kind: str
     elif Path(spec).suffix in (".yaml", ".yml", ".toml", ".json"):
         data = load_file(spec)
     else:
-        raise DifflabError(f"unknown {what} {spec!r}{hint}; expected one of {', '.join(presets)}, "
+        raise DifflabError(f"unknown {what} {spec!r}{hint}; expected {_choices(spec, presets)}, "
                            "or a .yaml/.toml config file.")
     preset = data.get("preset")
     if preset is not None:
         if preset not in presets:
-            raise DifflabError(f"unknown {what} {preset!r}; expected one of {', '.join(presets)}.")
+            raise DifflabError(f"unknown {what} {preset!r}; expected {_choices(preset, presets)}.")
         base = presets[preset]
         override = {k: v for k, v in data.items() if k != "preset"}
         base_type = (base.get("model") or {}).get("type")
