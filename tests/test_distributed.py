@@ -187,8 +187,12 @@ def test_when_one_rank_dies_the_other_stops_and_resume_finishes_bit_for_bit(tmp_
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and time.monotonic() - killed < 60
     assert "rank      : 1" in err and "SIGKILL" in err  # torchrun names the rank that died
-    lines = [ln for ln in err.splitlines() if "difflab train: error:" in ln]
-    assert len(lines) == 1 and "process 0 of 2 lost another process of the run" in lines[0], err[-3000:]
+    # Rank 0 stops by whichever comes first: its all-reduce failing (PeerLost) or torchrun's SIGTERM to the
+    # survivors once it sees rank 1 die. Either way it prints one sentence naming the checkpoint it keeps.
+    lines = [ln for ln in err.splitlines()
+             if "difflab train: error: process 0 of 2 lost another process of the run" in ln
+             or "difflab train: terminated (SIGTERM)" in ln]
+    assert len(lines) == 1, err[-3000:]
     assert "keeps its checkpoint ckpt-" in lines[0] and "continue with --resume" in lines[0]
     assert not [ln for ln in err.splitlines() if ln.startswith("[rank") and "Traceback" in ln]  # no worker traceback
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
