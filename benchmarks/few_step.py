@@ -33,8 +33,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_table  # noqa: E402
-from formulations import SAMPLERS, samples_at, train_variant  # noqa: E402
-from formulations_mnist import Budget, Ledger, fd_key, fd_of  # noqa: E402
+from formulations import train_variant  # noqa: E402
+from formulations_mnist import Budget, Ledger, best_sampler, fd_key, fd_of  # noqa: E402
 
 NFES = (1, 2, 4, 8, 16, 50)
 PD_FROM = 64
@@ -122,13 +122,8 @@ def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: 
     run = difflab.load(run_dir)
     options = {}
     if how == "select":  # the best deterministic sampler on a selection draw (seed 999) the score never sees
-        tried = {}
-        for sampler in SAMPLERS:
-            x = samples_at(run, sampler, nfe, a.select, 999)
-            if x is not None:
-                tried[sampler] = fd_key(fd_of(x, a.select, noise=False))
-        sampler = min(tried, key=tried.get)
-        book.put({k: round(v, 3) for k, v in tried.items()}, "selection", key)
+        sampler, tried = best_sampler(run, nfe, a.select)
+        book.put(tried, "selection", key)
     elif how == "tuned":
         from difflab import tuning
 

@@ -132,6 +132,17 @@ def fd_key(scores: dict, suffix: str = "") -> float:
     return next(v for k, v in scores.items() if k.startswith("FD[") and k.endswith("]" + suffix))
 
 
+def best_sampler(run, nfe: int, num: int, seed: int = 999) -> tuple[str, dict]:
+    """The deterministic sampler with the lowest FD at ``nfe`` evaluations on a selection draw of ``num`` samples
+    (``seed`` 999: a draw the scores never see), and the FD of each one tried."""
+    tried = {}
+    for sampler in SAMPLERS:
+        x = samples_at(run, sampler, nfe, num, seed)
+        if x is not None:
+            tried[sampler] = round(fd_key(fd_of(x, num, noise=False)), 3)
+    return min(tried, key=tried.get), tried
+
+
 def select_unit(book: Ledger, runs: Path, name: str, nfe: int, a, budget: Budget) -> str | None:
     """The sampler that scores best on the selection draw (seed 999) for the seed-0 model at ``nfe``."""
     chosen = book.get("sampler", name, str(nfe))
@@ -139,14 +150,8 @@ def select_unit(book: Ledger, runs: Path, name: str, nfe: int, a, budget: Budget
         return chosen
     import difflab
 
-    run = difflab.load(runs / slug(name, 0))
-    tried = {}
-    for sampler in SAMPLERS:
-        x = samples_at(run, sampler, nfe, a.select, 999)
-        if x is not None:
-            tried[sampler] = fd_key(fd_of(x, a.select, noise=False))
-    chosen = min(tried, key=tried.get)
-    book.put({k: round(v, 3) for k, v in tried.items()}, "selection", name, str(nfe))
+    chosen, tried = best_sampler(difflab.load(runs / slug(name, 0)), nfe, a.select)
+    book.put(tried, "selection", name, str(nfe))
     book.put(chosen, "sampler", name, str(nfe))
     print(f"{name} at {nfe} NFE: {chosen} ({tried})", flush=True)
     return chosen

@@ -23,7 +23,7 @@ from ..consistency import heun_step, level_times
 from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
 from ..objectives import consistency_loss
-from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run
+from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -45,12 +45,7 @@ class ConsistencyDistillTrainable(DiffusionTrainable):
         n = super().setup(device)
         d = self.config["distill"]
         if self.teacher is None:
-            teacher_config = with_defaults(checkpoint.read_config(d["teacher"]))
-            net = build_network(teacher_config)
-            checkpoint.load_latest(net, d["teacher"], "ema", "teacher")
-            self.teacher_net = net.to(device).eval()
-            for p in self.teacher_net.parameters():
-                p.requires_grad_(False)
+            self.teacher_net, teacher_config, _ = load_teacher(d["teacher"], device)
             self.teacher = build_denoiser(self.teacher_net, teacher_config)
         self.times = level_times(self.schedule, d["levels"])
         return n

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from .. import objectives, timestep_sampling
-from ..checkpoint import read_record, with_record
+from ..checkpoint import load_latest, read_config, read_record, with_record
 from ..config import with_defaults
 from ..data import load_dataset
 from ..data.normalization import Normalization
-from ..denoiser import build_denoiser
+from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
 from ..random import randn
 from ..sections import RUN_OPTIONS, LoopSettings, defaults
@@ -204,6 +204,19 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
     record = read_record(out) if resume else None
     return fit(DiffusionTrainable(config, record), out, opts, config["seed"], resume=resume, device=device, progress=progress,
                max_minutes=max_minutes, log=log)
+
+
+def load_teacher(run_dir: str | Path, device, config: dict | None = None) -> tuple[torch.nn.Module, dict, int]:
+    """A teacher run's EMA network, frozen (eval mode, no gradients) on ``device``, the run's config with defaults
+    (``config`` when the caller has checked it already) and the step of the checkpoint it came from: what
+    distillation and reflow read from their teacher."""
+    config = with_defaults(read_config(run_dir)) if config is None else config
+    net = build_network(config)
+    step = load_latest(net, run_dir, "ema", "teacher")
+    net = net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, config, step
 
 
 def _check_diffusion_run(saved: dict, out: Path) -> None:

@@ -21,7 +21,7 @@ from ..denoiser import build_denoiser, build_network
 from ..distillation import teacher_times, truncated_snr_weight, two_step_target
 from ..errors import DifflabError
 from ..random import randn
-from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run
+from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -43,12 +43,7 @@ class ProgressiveTrainable(DiffusionTrainable):
         n = super().setup(device)
         d = self.config["distill"]
         if self.teacher is None:
-            teacher_config = with_defaults(checkpoint.read_config(d["teacher"]))
-            net = build_network(teacher_config)
-            checkpoint.load_latest(net, d["teacher"], "ema", "teacher")
-            self.teacher_net = net.to(device).eval()
-            for p in self.teacher_net.parameters():
-                p.requires_grad_(False)
+            self.teacher_net, teacher_config, _ = load_teacher(d["teacher"], device)
             self.teacher = build_denoiser(self.teacher_net, teacher_config)
         self.times = teacher_times(self.schedule.T, d["student_steps"])
         return n

@@ -24,7 +24,7 @@ from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
 from ..checkpoint import with_record
 from ..io import atomic_path, write_json
-from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run
+from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -48,13 +48,6 @@ def check_teacher(run_dir: str | Path) -> dict:
     if config.get("reflow"):
         config = {k: v for k, v in config.items() if k != "reflow"}  # a reflowed model may be reflowed again
     return config
-
-
-def load_teacher(run_dir: str | Path, config: dict, device) -> tuple[torch.nn.Module, int]:
-    """The teacher's EMA network on ``device``, and the step of its checkpoint."""
-    model = build_network(config)
-    step = checkpoint.load_latest(model, run_dir, "ema", "teacher")
-    return model.to(device).eval(), step
 
 
 def draw_pairs(denoiser, shape: tuple, n: int, sampler: str, steps: int, seed: int, num_classes: int | None,
@@ -102,7 +95,7 @@ class ReflowTrainable(DiffusionTrainable):
         super().setup(device)
         r = self.config["reflow"]
         teacher_config = check_teacher(r["teacher"])
-        teacher, step = load_teacher(r["teacher"], teacher_config, device)
+        teacher, _, step = load_teacher(r["teacher"], device, teacher_config)
         self.teacher_model, self.teacher_config = teacher, teacher_config
         pairs = self._read_pairs(self._what_drew(step))
         if pairs is None:
