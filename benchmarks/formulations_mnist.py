@@ -212,6 +212,47 @@ def bits_unit(book: Ledger, runs: Path, name: str, a, budget: Budget) -> bool:
     return True
 
 
+#: steps each variant trains, twice over, for the side-by-side timing of a training step
+TIMING_STEPS = 60
+
+
+def timing_unit(book: Ledger, names: list[str], a, budget: Budget) -> bool:
+    """Seconds per training step of every variant, measured side by side in this one process: each trains
+    ``TIMING_STEPS`` steps from scratch in a scratch directory, in two interleaved rounds, and the faster round
+    counts; the rate is read between the first and the last logged step, so setup and the first step are left out.
+    (The training units' wall-clock minutes are what the machine gave them, with whatever else ran beside them.)"""
+    import csv
+    import shutil
+    import tempfile
+
+    from difflab.config import resolve
+    from difflab.training.diffusion import train
+
+    if book.get("step_seconds"):
+        return True
+    if budget.out():
+        return False
+    timed = [n for n in names if n != REFLOW]  # reflow trains flow's network on flow's loss: flow's rate
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for rnd in range(2):
+            for n in timed:
+                out = Path(scratch) / f"{slug(n, 0)}-{rnd}"
+                preset, override = variants(a.width)[n]
+                cfg = resolve({"preset": preset, **override, "seed": 0,
+                               "train": {"steps": TIMING_STEPS, "save_every": TIMING_STEPS, "sample_every": 0,
+                                         "log_every": 10}})
+                train(cfg, out, progress=False, log=lambda *_: None)
+                rows = list(csv.DictReader((out / "log.csv").open()))
+                first, last = rows[0], rows[-1]
+                rate = (float(last["seconds"]) - float(first["seconds"])) / (int(last["step"]) - int(first["step"]))
+                rates[n] = min(rates.get(n, math.inf), rate)
+                shutil.rmtree(out)
+    book.put({n: round(v, 4) for n, v in rates.items()}, "step_seconds")
+    print(f"seconds per training step, side by side: {rates}", flush=True)
+    return True
+
+
 def headline(book: Ledger, names: list[str], nfe: int = 10) -> str | None:
     """The variant with the lowest seed-0 FD at ``nfe`` (None until every variant is scored there)."""
     fds = {n: book.get("scores", slug(n, 0), str(nfe)) for n in names}
@@ -234,7 +275,7 @@ def table(book: Ledger, names: list[str], a, best: str) -> None:
     any_score = book.get("scores", slug(PRESET, 0), "10")
     fd_name = next(k for k in any_score if k.startswith("FD[") and k.endswith("]"))
     floor, floor_sd = any_score[f"{fd_name} floor"], any_score[f"{fd_name} floor sd"]
-    minutes = book.get("minutes")
+    rates = book.get("step_seconds")
     lines = [f"MNIST, the mnist preset's U-Net at {s['width']} base channels for every variant, {s['steps']} training "
              f"steps of batch 128 from seed 0; reflow starts from the flow teacher and adds {s['pairs']} pairs "
              f"(drawn with the teacher's sampler) and {s['reflow_steps']} steps. Each row's sampler was chosen on "
@@ -242,18 +283,24 @@ def table(book: Ledger, names: list[str], a, best: str) -> None:
              f"first {s['num']} MNIST test images. {fd_name} with its 95% bootstrap interval; failed: the judge's "
              "confidence < 0.5 or the mean intensity outside the data's 0.1–99.9 percentiles (Wilson interval). "
              f"Floor: {s['num']} training images against the same reference, {floor:.2f} ± {floor_sd:.2f} (sd). "
-             "CPU, 2 cores (one process at a time).", "",
-             f"| variant | NFE | sampler | {fd_name} [95%] | failed [95%] | training min | image-evaluations/s |",
-             "|---|---:|---|---:|---:|---:|---:|",
-             f"| real training images (floor) | – | – | {floor:.2f} ± {floor_sd:.2f} | – | – | – |"]
+             "CPU, 2 cores (one process at a time). Seconds per training step: every variant trained "
+             f"{TIMING_STEPS} steps side by side in one process, the faster of two interleaved rounds; training "
+             "minutes are the run's steps at that rate (reflow: its own steps added; drawing its pairs, sampling "
+             "with the teacher, is not counted).", "",
+             f"| variant | NFE | sampler | {fd_name} [95%] | failed [95%] | s per training step | training min | "
+             "image-evaluations/s |",
+             "|---|---:|---|---:|---:|---:|---:|---:|",
+             f"| real training images (floor) | – | – | {floor:.2f} ± {floor_sd:.2f} | – | – | – | – |"]
     for nfe in s["nfe"]:
         for n in names:
             r = book.get("scores", slug(n, 0), str(nfe))
-            train_min = minutes[slug(n, 0)] + (minutes[slug("flow", 0)] if n == REFLOW else 0)
+            rate = rates["flow" if n == REFLOW else n]
+            train_min = (s["steps"] + (s["reflow_steps"] if n == REFLOW else 0)) * rate / 60
             fr = next(k for k in r if k.startswith("failed[") and k.endswith("]"))
             lines.append(f"| {n} | {nfe} | {r['sampler']} | {fd_key(r):.2f} [{fd_key(r, ' 95% low'):.2f}, "
                          f"{fd_key(r, ' 95% high'):.2f}] | {100 * r[fr]:.1f}% [{100 * r[fr + ' 95% low']:.1f}, "
-                         f"{100 * r[fr + ' 95% high']:.1f}] | {train_min:.0f} | {s['num'] * nfe / r['sample_seconds']:.0f} |")
+                         f"{100 * r[fr + ' 95% high']:.1f}] | {rate:.3f} | {train_min:.0f} | "
+                         f"{s['num'] * nfe / r['sample_seconds']:.0f} |")
     lines += ["", f"## Headline: {best} against today's preset ({PRESET}), {len(s['seeds'])} training seeds", "",
               "| variant | NFE | FD per seed | mean [95% t-interval over seeds] |", "|---|---:|---|---:|"]
     verdicts = []
@@ -329,6 +376,8 @@ def main() -> None:
     for name in names:
         if not bits_unit(book, runs, name, a, budget):
             return stopped()
+    if not timing_unit(book, names, a, budget):
+        return stopped()
     best = headline(book, names)
     for seed in seeds[1:]:
         for name in dict.fromkeys([PRESET, best]):
