@@ -62,10 +62,25 @@ def test_png_without_parameters_or_not_png_is_one_sentence():
     ({"scale": -1}, "scale must be a number from 0.0 to 20.0"),
     ({"model": "other"}, "model must be one of mnist"),
     ({"discretization": "sections"}, "discretization must be one of"),
+    ({"sampler": "consistency"}, "sampler must be one of ddim"),  # made for consistency models; mnist predicts ε
 ])
 def test_requests_over_a_limit_are_refused_before_work(mnist, request_, match):
     with pytest.raises(DifflabError, match=match):
         P.check_generate(request_, {"mnist": mnist}, P.Limits())
+
+
+def test_a_model_is_offered_the_samplers_made_for_its_kind(mnist):
+    """The consistency sampler is offered for consistency models only; every other sampler for every model."""
+    from difflab import samplers
+
+    eps = samplers.for_models(P.parameterization(mnist))
+    assert P.parameterization(mnist) == "eps" and "consistency" not in eps
+    assert set(samplers.names()) - set(eps) == {"consistency"}
+    assert set(samplers.for_models("consistency")) == set(samplers.names())
+    config = App({"mnist": mnist}).config()
+    assert config["models"][0]["samplers"] == eps and config["models"][0]["sampler"] in eps
+    with pytest.raises(DifflabError, match="unknown sampler 'consistency'"):
+        P.check_compare({"samplers": "ddim,consistency", "steps_list": "2"}, {"mnist": mnist}, P.Limits())
 
 
 def test_compare_grid_size_is_limited(mnist):

@@ -95,6 +95,8 @@ def test_generate_with_live_preview_then_download_and_restore(browser, base, dow
     d.get(base)
     wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#generate-form [name=model] option"))
     assert d.find_element(By.CSS_SELECTOR, "#generate-form [name=model]").get_attribute("value") == "mnist"
+    offered = [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#generate-form [name=sampler] option")]
+    assert "ddim" in offered and "consistency" not in offered  # mnist predicts ε: no consistency sampler offered
     for name, value in (("sampler", "ddpm"), ("steps", 150), ("num", 8), ("seed", 5), ("classes", "3"),
                         ("guidance", "cfg"), ("scale", 2)):
         set_value(d, "generate-form", name, value)

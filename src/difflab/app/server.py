@@ -56,7 +56,9 @@ class App:
 
         return {"models": [{"name": k, "shape": list(r.shape), "classes": r.config["model"].get("num_classes") or 0,
                             "classifiers": self.fits[k],
-                            "sampler": r.config["sample"]["sampler"], "steps": min(r.config["sample"]["steps"],
+                            "sampler": r.config["sample"]["sampler"],
+                            "samplers": samplers.for_models(P.parameterization(r)),
+                            "steps": min(r.config["sample"]["steps"],
                                                                                    self.limits.max_steps)}
                            for k, r in self.images.items()],
                 "toys": list(self.toys), "samplers": samplers.names(),

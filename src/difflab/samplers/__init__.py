@@ -80,6 +80,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def for_models(parameterization: str | None) -> list[str]:
+    """The samplers that sample a model of ``parameterization``: every one but those made for another kind of
+    model (``only_for``)."""
+    _load_all()
+    return [n for n in names() if _INFO[n]["only_for"] in (None, parameterization)]
+
+
 def get(name: str) -> Callable:
     _load_all()
     if name not in _REGISTRY:

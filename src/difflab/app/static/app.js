@@ -250,6 +250,17 @@ document.addEventListener("drop", (ev) => {
   for (const s of document.querySelectorAll(".disc-select")) fillSelect(s, ["", ...config.discretizations], "");
   fillSelect($("toy-model"), config.toys);
   const classifiersOf = (name) => (config.models.find((m) => m.name === name) || { classifiers: [] }).classifiers;
+  for (const form of document.querySelectorAll("form")) {  // a model offers only the samplers made for its kind
+    const model = form.elements.model, sampler = form.querySelector(".sampler-select");
+    if (!model || !sampler) continue;
+    const refresh = () => {
+      const m = config.models.find((x) => x.name === model.value);
+      const usable = m ? m.samplers : config.samplers;
+      fillSelect(sampler, usable, usable.includes(sampler.value) ? sampler.value : (m && usable.includes(m.sampler) ? m.sampler : usable[0]));
+    };
+    model.addEventListener("change", refresh);
+    refresh();
+  }
   for (const form of document.querySelectorAll("form")) {
     const model = form.elements.model, clf = form.querySelector(".classifier-select");
     if (!model || !clf) continue;
