@@ -253,6 +253,28 @@ def timing_unit(book: Ledger, names: list[str], a, budget: Budget) -> bool:
     return True
 
 
+def sampling_unit(book: Ledger, runs: Path, names: list[str], a, budget: Budget) -> bool:
+    """Image-evaluations per second of every seed-0 model with its 10-NFE sampler, measured side by side in this
+    one process (``--select`` images, two interleaved rounds, the faster counts): the score units' own sampling
+    times are wall clock, with whatever else ran beside them."""
+    if book.get("sample_rate"):
+        return True
+    if budget.out():
+        return False
+    import difflab
+
+    rates: dict[str, float] = {}
+    for _ in range(2):
+        for n in names:
+            run, sampler = difflab.load(runs / slug(n, 0)), book.get("sampler", n, "10")
+            t0 = time.perf_counter()
+            samples_at(run, sampler, 10, a.select, 0)
+            rates[n] = max(rates.get(n, 0.0), 10 * a.select / (time.perf_counter() - t0))
+    book.put({n: round(v, 1) for n, v in rates.items()}, "sample_rate")
+    print(f"image-evaluations per second at 10 NFE, side by side: {rates}", flush=True)
+    return True
+
+
 def headline(book: Ledger, names: list[str], nfe: int = 10) -> str | None:
     """The variant with the lowest seed-0 FD at ``nfe`` (None until every variant is scored there)."""
     fds = {n: book.get("scores", slug(n, 0), str(nfe)) for n in names}
@@ -286,9 +308,11 @@ def table(book: Ledger, names: list[str], a, best: str) -> None:
              "CPU, 2 cores (one process at a time). Seconds per training step: every variant trained "
              f"{TIMING_STEPS} steps side by side in one process, the faster of two interleaved rounds; training "
              "minutes are the run's steps at that rate (reflow: its own steps added; drawing its pairs, sampling "
-             "with the teacher, is not counted).", "",
+             "with the teacher, is not counted). Image-evaluations per second: each seed-0 model drew "
+             f"{s['select']} images with its 10-NFE sampler, side by side in one process, the faster of two rounds "
+             "(every variant has the same network: the rates differ by the samplers' own arithmetic).", "",
              f"| variant | NFE | sampler | {fd_name} [95%] | failed [95%] | s per training step | training min | "
-             "image-evaluations/s |",
+             "image-evaluations/s at 10 NFE |",
              "|---|---:|---|---:|---:|---:|---:|---:|",
              f"| real training images (floor) | – | – | {floor:.2f} ± {floor_sd:.2f} | – | – | – | – |"]
     for nfe in s["nfe"]:
@@ -300,7 +324,7 @@ def table(book: Ledger, names: list[str], a, best: str) -> None:
             lines.append(f"| {n} | {nfe} | {r['sampler']} | {fd_key(r):.2f} [{fd_key(r, ' 95% low'):.2f}, "
                          f"{fd_key(r, ' 95% high'):.2f}] | {100 * r[fr]:.1f}% [{100 * r[fr + ' 95% low']:.1f}, "
                          f"{100 * r[fr + ' 95% high']:.1f}] | {rate:.3f} | {train_min:.0f} | "
-                         f"{s['num'] * nfe / r['sample_seconds']:.0f} |")
+                         f"{book.get('sample_rate', n):.0f} |")
     lines += ["", f"## Headline: {best} against today's preset ({PRESET}), {len(s['seeds'])} training seeds", "",
               "| variant | NFE | FD per seed | mean [95% t-interval over seeds] |", "|---|---:|---|---:|"]
     verdicts = []
@@ -376,7 +400,7 @@ def main() -> None:
     for name in names:
         if not bits_unit(book, runs, name, a, budget):
             return stopped()
-    if not timing_unit(book, names, a, budget):
+    if not timing_unit(book, names, a, budget) or not sampling_unit(book, runs, names, a, budget):
         return stopped()
     best = headline(book, names)
     for seed in seeds[1:]:

@@ -23,7 +23,7 @@ from ..consistency import heun_step, level_times
 from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
 from ..objectives import consistency_loss
-from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
+from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -31,22 +31,18 @@ from .run_config import prepare_run_config
 LEVELS = 18
 
 
-class ConsistencyDistillTrainable(DiffusionTrainable):
+class ConsistencyDistillTrainable(StudentTrainable):
     """A consistency student of the teacher named in ``distill.teacher`` (or of ``teacher``, a denoiser: tests give
     the exact one of Gaussian data)."""
 
     def __init__(self, config: dict, record: dict | None = None, teacher=None):
-        super().__init__(config, record)
+        super().__init__(config, record, teacher)
         self.name = f"consistency-distill {config['data']['name']}"
         self.loss_title = f"{config['data']['name']}: consistency distillation ({config['distill']['levels']} levels)"
-        self.teacher = teacher
 
     def setup(self, device: torch.device) -> int:
         n = super().setup(device)
         d = self.config["distill"]
-        if self.teacher is None:
-            self.teacher_net, teacher_config, _ = load_teacher(d["teacher"], device)
-            self.teacher = build_denoiser(self.teacher_net, teacher_config)
         self.times = level_times(self.schedule, d["levels"])
         return n
 
@@ -75,9 +71,6 @@ class ConsistencyDistillTrainable(DiffusionTrainable):
         with torch.no_grad():
             x_lo = heun_step(teacher, x_hi, t_next, t)
         return consistency_loss(student, x_hi, t_next, x_lo, t, y), {}
-
-    def after_backward(self, batch: dict, world, device: torch.device) -> None:
-        """Nothing: the pairs come from the fixed grid, not from a timestep sampler with state."""
 
 
 def check_teacher(run_dir: str | Path) -> dict:

@@ -172,6 +172,26 @@ class DiffusionTrainable(Trainable):
         return _grid_path(out, step).exists()
 
 
+class StudentTrainable(DiffusionTrainable):
+    """A student trained against a frozen teacher (distillation): the run named in ``distill.teacher`` (its EMA
+    network, loaded in :meth:`setup`), or ``teacher``, a denoiser given directly (tests give exact ones). The
+    student's times come from a fixed grid, so no timestep sampler keeps state."""
+
+    def __init__(self, config: dict, record: dict | None = None, teacher=None):
+        super().__init__(config, record)
+        self.teacher = teacher
+
+    def setup(self, device: torch.device) -> int:
+        n = super().setup(device)
+        if self.teacher is None:
+            self.teacher_net, teacher_config, _ = load_teacher(self.config["distill"]["teacher"], device)
+            self.teacher = build_denoiser(self.teacher_net, teacher_config)
+        return n
+
+    def after_backward(self, batch: dict, world, device: torch.device) -> None:
+        """Nothing: the times come from the student's grid, not from a timestep sampler with state."""
+
+
 def _grid_path(out: Path, step: int) -> Path:
     return out / "samples" / f"step_{step:08d}.png"
 

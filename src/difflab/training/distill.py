@@ -21,30 +21,26 @@ from ..denoiser import build_denoiser, build_network
 from ..distillation import teacher_times, truncated_snr_weight, two_step_target
 from ..errors import DifflabError
 from ..random import randn
-from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
+from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
 PARAMETERIZATIONS = ("v", "x0", "eps")
 
 
-class ProgressiveTrainable(DiffusionTrainable):
+class ProgressiveTrainable(StudentTrainable):
     """Student of ``distill.student_steps`` steps: per example a student step k, z_t = α_t x_0 + σ_t ε at its start,
     and the loss max(SNR_t, 1) ‖x̂_θ(z_t) − x̃‖² against the teacher's two-step target x̃ (mean over dimensions).
     ``teacher`` (a denoiser) replaces the teacher run named in the config (tests use the exact oracle)."""
 
     def __init__(self, config: dict, record: dict | None = None, teacher=None):
-        super().__init__(config, record)
+        super().__init__(config, record, teacher)
         self.name = f"distill {config['data']['name']} → {config['distill']['student_steps']} steps"
         self.loss_title = f"{config['data']['name']}: progressive distillation to {config['distill']['student_steps']} steps"
-        self.teacher = teacher
 
     def setup(self, device: torch.device) -> int:
         n = super().setup(device)
         d = self.config["distill"]
-        if self.teacher is None:
-            self.teacher_net, teacher_config, _ = load_teacher(d["teacher"], device)
-            self.teacher = build_denoiser(self.teacher_net, teacher_config)
         self.times = teacher_times(self.schedule.T, d["student_steps"])
         return n
 
@@ -74,9 +70,6 @@ class ProgressiveTrainable(DiffusionTrainable):
             target = two_step_target(self.schedule, self.teacher, z_t, t, t_mid, t_next)
         err = (student(z_t, t).x0 - target).pow(2).flatten(1).mean(1)
         return truncated_snr_weight(self.schedule, t).to(err) * err, {}
-
-    def after_backward(self, batch: dict, world, device: torch.device) -> None:
-        """Nothing: the student's times come from its grid, not from a timestep sampler with state."""
 
 
 def check_teacher(run_dir: str | Path) -> dict:
