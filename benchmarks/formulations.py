@@ -133,8 +133,9 @@ def train_variant(variant: tuple, out: Path, steps: int, seed: int, num: int | N
     return out if done >= steps else None
 
 
-def samples_at(run, sampler: str, nfe: int, num: int, seed: int):
-    """``num`` samples with ``nfe`` network evaluations (None when the sampler cannot spend exactly that many)."""
+def samples_at(run, sampler: str, nfe: int, num: int, seed: int, **options):
+    """``num`` samples with ``nfe`` network evaluations (None when the sampler cannot spend exactly that many);
+    ``options`` go to the sampler."""
     from difflab import samplers
     from difflab.errors import DifflabError
 
@@ -143,7 +144,7 @@ def samples_at(run, sampler: str, nfe: int, num: int, seed: int):
     if steps < samplers.info(sampler)["min_steps"]:
         return None
     try:
-        return run.sample(num, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed))
+        return run.sample(num, sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed), **options)
     except DifflabError:  # e.g. a multistep solver after zero terminal SNR's first DDIM step, with too few left
         return None
 
