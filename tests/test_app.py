@@ -73,8 +73,8 @@ def test_a_model_is_offered_the_samplers_made_for_its_kind(mnist):
     """The consistency sampler is offered for consistency models only; every other sampler for every model."""
     from difflab import samplers
 
-    eps = samplers.for_models(P.parameterization(mnist))
-    assert P.parameterization(mnist) == "eps" and "consistency" not in eps
+    eps = samplers.for_models(mnist.parameterization)
+    assert mnist.parameterization == "eps" and "consistency" not in eps
     assert set(samplers.names()) - set(eps) == {"consistency"}
     assert set(samplers.for_models("consistency")) == set(samplers.names())
     config = App({"mnist": mnist}).config()

@@ -240,6 +240,23 @@ def test_digits_ct_trains_and_samples_images(tmp_path):
     run = difflab.load(train(cfg, tmp_path / "d", progress=False, log=lambda *_: None))
     x = run.sample(4, steps=1, generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 1, 8, 8) and torch.isfinite(x).all()
+    # the editing commands take the consistency sampler by default (Song et al. 2023, Algorithm 4) ...
+    import numpy as np
+
+    from difflab.cli.main import main
+    from difflab.tasks.sdedit import sdedit
+
+    guide = tmp_path / "guide.npz"
+    np.savez(guide, samples=x.clamp(0, 1).numpy())
+    assert main(["edit", str(run.path), "--image", str(guide), "--strength", "0.5", "--out", str(tmp_path / "e.npz")]) == 0
+    direct = sdedit(run.denoiser, run.normalization.to_model(x.clamp(0, 1)), 0.5, sampler="consistency", steps=50,
+                    generator=torch.Generator().manual_seed(0))
+    edited = torch.from_numpy(np.load(tmp_path / "e.npz")["samples"])
+    assert torch.allclose(edited, run.normalization.to_data(direct).clamp(0, 1), atol=1e-6)
+    # ... and DDIM inversion, which a consistency model cannot run, is refused in one sentence
+    assert main(["interpolate", str(run.path), "--image", str(guide), "--image2", str(guide), "--out",
+                 str(tmp_path / "i.png")]) == 2
+    assert not (tmp_path / "i.png").exists()
 
 
 def test_the_cli_distils_a_teacher_and_refuses_what_it_cannot(train_toy, tmp_path, capsys):

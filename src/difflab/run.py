@@ -43,6 +43,13 @@ class Run:
     def shape(self) -> tuple:
         return self.normalization.shape
 
+    @property
+    def parameterization(self) -> str | None:
+        """What the network predicts (``eps``, ``v``, ``x0``, ``consistency``, ...); None for a model without a
+        diffusion section."""
+        diffusion = self.config.get("diffusion")
+        return diffusion.get("parameterization") if isinstance(diffusion, dict) else None
+
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, data={self.config['data']['name']!r}, step={self.step})"
 

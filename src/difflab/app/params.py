@@ -50,12 +50,6 @@ def _float(d: dict, key: str, default: float, lo: float, hi: float) -> float:
     return value
 
 
-def parameterization(run) -> str | None:
-    """What a run's network predicts (``eps``, ``v``, ``x0``, ``consistency``, ...), None for a model without one."""
-    diffusion = run.config.get("diffusion")
-    return diffusion.get("parameterization") if isinstance(diffusion, dict) else None
-
-
 def _choice(d: dict, key: str, default, choices) -> str:
     value = d.get(key, default)
     if value not in choices:
@@ -75,7 +69,7 @@ def check_generate(d: dict, models: dict, limits: Limits, classifiers: dict | No
         raise DifflabError("the request must be a JSON object of parameters.")
     model = _choice(d, "model", next(iter(models), None), list(models))
     run = models[model]
-    sampler = _choice(d, "sampler", run.config["sample"]["sampler"], samplers.for_models(parameterization(run)))
+    sampler = _choice(d, "sampler", run.config["sample"]["sampler"], samplers.for_models(run.parameterization))
     steps = _int(d, "steps", min(run.config["sample"]["steps"], limits.max_steps), 1, limits.max_steps)
     discretization = d.get("discretization") or None
     if discretization is not None:
@@ -216,7 +210,7 @@ def check_compare(d: dict, models: dict, limits: Limits, classifiers: dict | Non
     if isinstance(steps, str):
         steps = [n for n in steps.replace(" ", "").split(",") if n]
     run = models.get(d.get("model", next(iter(models), None))) if isinstance(d, dict) else None
-    usable = samplers.for_models(parameterization(run)) if run is not None else samplers.names()
+    usable = samplers.for_models(run.parameterization) if run is not None else samplers.names()
     for n in names:
         if n not in usable:
             raise DifflabError(f"unknown sampler {n!r}; expected some of {', '.join(usable)}.")

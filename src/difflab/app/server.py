@@ -57,7 +57,7 @@ class App:
         return {"models": [{"name": k, "shape": list(r.shape), "classes": r.config["model"].get("num_classes") or 0,
                             "classifiers": self.fits[k],
                             "sampler": r.config["sample"]["sampler"],
-                            "samplers": samplers.for_models(P.parameterization(r)),
+                            "samplers": samplers.for_models(r.parameterization),
                             "steps": min(r.config["sample"]["steps"],
                                                                                    self.limits.max_steps)}
                            for k, r in self.images.items()],

@@ -11,7 +11,9 @@ from ._args import error, integer
 def common_arguments(p: argparse.ArgumentParser, sampler: str, steps: int = 50) -> None:
     p.add_argument("run", help="run directory, exported model, or pretrained name (mnist, fashion-mnist)")
     p.add_argument("--out", required=True, help="output file: .png or .npz (array 'samples', values in [0, 1])")
-    p.add_argument("--sampler", default=sampler, help=f"sampler name (default {sampler}; `difflab samplers` lists them)")
+    p.add_argument("--sampler", default=None, help=f"sampler name (default {sampler}, or consistency for a consistency "
+                   "model; `difflab samplers` lists them)")
+    p.set_defaults(task_sampler=sampler)
     p.add_argument("--steps", type=integer, default=steps, help=f"sampling steps over the whole schedule (default {steps})")
     p.add_argument("--seed", type=integer, default=0, help="random seed")
     p.add_argument("--class", dest="label", type=integer, default=None, metavar="K",
@@ -33,6 +35,8 @@ def load_for_editing(a):
     run = load(a.run)
     if run.kind != "image":
         raise error(f"difflab {a.command} edits images, but {a.run!r} models 2-D points.")
+    if a.sampler is None:  # a consistency model edits with its own sampler (Song et al. 2023, Algorithm 4)
+        a.sampler = "consistency" if run.parameterization == "consistency" else a.task_sampler
     denoiser = run.denoiser
     if a.label is not None:
         if not run.config["model"].get("num_classes"):

@@ -36,6 +36,10 @@ def execute(a) -> None:
     lams = interpolate.lambda_grid(a.num)
     z_a, z_b = run.normalization.to_model(x_a), run.normalization.to_model(x_b)
     if a.method == "ddim":
+        if run.parameterization == "consistency":
+            raise error("--method ddim inverts the probability-flow ODE with the model's ε̂, and a consistency model "
+                        "maps each point to its trajectory's end instead of giving that ODE's direction: use "
+                        "--method ddpm.")
         out = interpolate.ddim_interpolate(denoiser, z_a, z_b, lams, steps=a.steps)  # (L, B, ...)
         rows = out.transpose(0, 1)
     else:
