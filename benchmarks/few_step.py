@@ -111,6 +111,20 @@ def rows(a) -> list[tuple[str, Path, str, int]]:
     return out
 
 
+def reused_score(a, run_dir: Path, nfe: int) -> dict | None:
+    """The formulations benchmark's score of ``run_dir`` at ``nfe``, when it has one made as this benchmark would make
+    it (a sampler chosen on the same selection draw, the same number of samples from the same seed): None otherwise."""
+    import json
+
+    path = Path(a.teacher_runs) / "ledger.json"
+    if not path.exists():
+        return None
+    other = json.loads(path.read_text())
+    same = all(other.get("settings", {}).get(k) == getattr(a, k) for k in ("width", "num", "select"))
+    score = other.get("scores", {}).get(run_dir.name, {}).get(str(nfe))
+    return score if same and score else None
+
+
 def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: Budget) -> bool:
     key = f"{row} @ {nfe}"
     if book.get("scores", key):
@@ -119,6 +133,12 @@ def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: 
         return False
     import difflab
 
+    reused = reused_score(a, run_dir, nfe) if how == "select" else None
+    if reused is not None:  # the formulations benchmark scored this very run the same way already
+        book.put(reused["sampler"], "sampler", key)
+        book.put({**reused, "reused_from": str(Path(a.teacher_runs) / "ledger.json")}, "scores", key)
+        print(f"{key}: {reused['sampler']}, FD {fd_key(reused):.2f} (the formulations benchmark's score)", flush=True)
+        return True
     run = difflab.load(run_dir)
     options = {}
     if how == "select":  # the best deterministic sampler on a selection draw (seed 999) the score never sees
