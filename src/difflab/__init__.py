@@ -11,8 +11,7 @@ Submodules are imported on first use, so ``import difflab`` is fast.
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy import exports
 from .malloc import keep_large_blocks
 
 __version__ = "0.1.0"
@@ -21,7 +20,7 @@ keep_large_blocks()  # large tensors stay in the heap: see difflab.malloc (DIFFL
 
 _SUBMODULES = {"schedules", "process", "denoiser", "objectives", "samplers", "models", "data", "training",
                "config", "plotting", "random", "run", "io", "errors", "progress", "toy", "sde", "likelihood",
-               "guidance", "pretrained", "variational_bound", "timestep_sampling", "metrics", "malloc"}
+               "guidance", "pretrained", "variational_bound", "timestep_sampling", "metrics", "malloc", "lazy"}
 _ATTRIBUTES = {
     "load": ("run", "load"),
     "Run": ("run", "Run"),
@@ -31,17 +30,4 @@ _ATTRIBUTES = {
     "Prediction": ("denoiser", "Prediction"),
 }
 
-__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in _ATTRIBUTES:
-        module, attr = _ATTRIBUTES[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'difflab' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__all__, __getattr__, __dir__ = exports(__name__, _SUBMODULES, _ATTRIBUTES)

@@ -16,7 +16,7 @@ Submodules are imported on first use, so ``import difflab.metrics`` does not imp
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import exports
 
 _SUBMODULES = {"classifiers", "frechet", "precision_recall", "kid", "inception_score", "inception", "efficientnet",
                "intervals"}
@@ -31,17 +31,4 @@ _ATTRIBUTES = {
     "StreamingStatistics": ("frechet", "StreamingStatistics"),
 }
 
-__all__ = sorted(_SUBMODULES | set(_ATTRIBUTES))
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in _ATTRIBUTES:
-        module, attr = _ATTRIBUTES[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
-    raise AttributeError(f"module 'difflab.metrics' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__all__, __getattr__, __dir__ = exports(__name__, _SUBMODULES, _ATTRIBUTES)
