@@ -413,7 +413,7 @@ def main() -> None:
     p.add_argument("--headline-nfe", default="5,10", help="budgets at which the headline's extra seeds are scored")
     p.add_argument("--pairs", type=int, default=10000, help="reflow's (noise, sample) pairs from the flow teacher")
     p.add_argument("--reflow-steps", type=int, default=1000)
-    p.add_argument("--nll-num", type=int, default=256, help="test images whose bits/dim each seed-0 model reports")
+    p.add_argument("--nll-num", type=int, default=128, help="test images whose bits/dim each seed-0 model reports")
     p.add_argument("--max-minutes", type=float, default=None, help="stop this invocation after about this long")
     p.add_argument("--quick", action="store_true", help="tiny settings into runs/formulations_mnist_quick")
     a = p.parse_args()
