@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+#: the digits presets of each formulation (zero terminal SNR is an option of the discrete preset, not a preset)
 FORMULATIONS = {
-    "edm": {"formulation": "edm"},
-    "flow": {"formulation": "flow"},
-    "vdm": {"formulation": "vdm"},
-    "v-zero-snr": {"parameterization": "v", "T": 100, "schedule_params": {"zero_terminal_snr": True}},
+    "edm": ("digits-edm", {}),
+    "flow": ("digits-flow", {}),
+    "vdm": ("digits-vdm", {}),
+    "v-zero-snr": ("digits", {"parameterization": "v", "T": 100, "schedule_params": {"zero_terminal_snr": True}}),
 }
 
 
@@ -21,9 +22,10 @@ def tiny_run(request, tmp_path_factory):
     from difflab.training.diffusion import train
 
     out = tmp_path_factory.mktemp(request.param) / "run"
-    cfg = resolve({"preset": "digits", "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
+    preset, diffusion = FORMULATIONS[request.param]
+    cfg = resolve({"preset": preset, "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
                                                  "attention_resolutions": [], "groups": 8, "num_classes": 10},
-                   "diffusion": FORMULATIONS[request.param], "data": {"num": 64},
+                   "diffusion": diffusion, "data": {"num": 64},
                    "train": {"steps": 2, "batch_size": 8, "log_every": 1, "save_every": 2, "num_samples": 4}})
     train(cfg, out, progress=False, log=lambda *a: None)
     return request.param, out
