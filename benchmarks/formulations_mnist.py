@@ -341,7 +341,8 @@ def table(book: Ledger, names: list[str], a, best: str) -> None:
     rates = book.get("step_seconds")
     lines = [f"MNIST, the mnist preset's U-Net at {s['width']} base channels for every variant, {s['steps']} training "
              f"steps of batch 128 from seed 0; reflow starts from the flow teacher and adds {s['pairs']} pairs "
-             f"(drawn with the teacher's sampler) and {s['reflow_steps']} steps. Each row's sampler was chosen on "
+             f"(drawn with the teacher's sampler) and {s['reflow_steps']} steps (pairs drawn by 50 Euler steps, DDIM on the "
+             "flow path). Each row's sampler was chosen on "
              f"{s['select']} samples of a separate draw; the row's scores are {s['num']} other samples against the "
              f"first {s['num']} MNIST test images. {fd_name} with its 95% bootstrap interval; failed: the judge's "
              "confidence < 0.5 or the mean intensity outside the data's 0.1–99.9 percentiles (Wilson interval). "
