@@ -6,6 +6,10 @@ and (b) the recipe users copy from diffusers' `train_unconditional.py` example, 
     with `--max-minutes`, then
     `difflab fit-gaussian`; sampled unconditionally (null label) with the model's recorded setting at 50 evaluations
     (DDPM 50 from the Gaussian start σ̃ = 5) and with UniPC 10 from the Gaussian start at 10.
+(a') **difflab, best recipe**: the formulations benchmark's best at equal compute
+    (``benchmarks/results/formulations_mnist.md``): `difflab train mnist-flow` with `diffusion: {ot_pairing: true}`
+    (flow matching with minibatch OT pairing, the same U-Net, optimizer and batch), sampled from pure noise with
+    that benchmark's choices, DPM-Solver++(2M) 10 and Heun 25 (50 evaluations). This is the headline's difflab row.
 (b) **diffusers**: a `UNet2DModel` of the same size and layout (:func:`difflab.formats.diffusers.unet_config`,
     unconditional), `DDPMScheduler(num_train_timesteps=1000)` (linear β, ε), AdamW(1e-4, betas (0.95, 0.999),
     weight decay 1e-6), a cosine learning rate with 500 warm-up steps over the steps the 60 minutes allow (measured
@@ -43,7 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_table  # noqa: E402
 
 POINTS = (30, 60)  # minutes of training wall clock at which each recipe is scored
-RECIPES = ("difflab", "diffusers")
+POSTHOC = {"posthoc_ema": [0.05, 0.1], "posthoc_every": 250}
+#: difflab's recipes: the config trained, and at each budget the sampler, its steps and the Gaussian start σ̃ (0: none)
+DIFFLAB = {
+    "difflab": {"label": "difflab, mnist preset (ε)", "config": {"preset": "mnist", "train": POSTHOC},
+                "sample": {10: ("unipc", 10, 5.0), 50: ("ddpm", 50, 5.0)}},
+    # the formulations benchmark's best (benchmarks/results/formulations_mnist.md), with its samplers there
+    "difflab-flow": {"label": "difflab, flow + OT pairing",
+                     "config": {"preset": "mnist-flow", "diffusion": {"ot_pairing": True}, "train": POSTHOC},
+                     "sample": {10: ("dpmpp_2m", 10, 0.0), 50: ("heun", 25, 0.0)}},
+}
+RECIPES = (*DIFFLAB, "diffusers")
+BEST = "difflab-flow"  # the headline's difflab recipe
 
 
 # ---------------------------------------------------------------------------------------------------- ledger
@@ -58,19 +73,18 @@ def save_ledger(runs: Path, data: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- (a) difflab
-def train_difflab(runs: Path, minutes: float, point: int) -> dict:
-    """Train the mnist preset for ``minutes`` more (resuming), and keep its EMA weights as the model at ``point``."""
+def train_difflab(runs: Path, recipe: str, minutes: float, point: int) -> dict:
+    """Train ``recipe`` for ``minutes`` more (resuming), and keep its EMA weights as the model at ``point``."""
     from difflab import pretrained
     from difflab.config import resolve
     from difflab.training.diffusion import train
 
-    run = runs / "difflab"
+    run = runs / recipe
     t0 = time.perf_counter()
     # post-hoc EMA snapshots (1.5% of the step time, benchmarks/results/posthoc_ema.md) keep the EMA length open
-    config = resolve({"preset": "mnist", "train": {"posthoc_ema": [0.05, 0.1], "posthoc_every": 250}})
-    train(config, run, resume=run.exists(), max_minutes=minutes, steps=10**6, progress=True)
+    train(resolve(DIFFLAB[recipe]["config"]), run, resume=run.exists(), max_minutes=minutes, steps=10**6, progress=True)
     wall = time.perf_counter() - t0
-    out = runs / f"difflab-{point}min"
+    out = runs / f"{recipe}-{point}min"
     if out.exists():
         import shutil
         shutil.rmtree(out)
@@ -79,34 +93,39 @@ def train_difflab(runs: Path, minutes: float, point: int) -> dict:
     return {"wall": wall, "step": step}
 
 
-def fit_gaussian(runs: Path, point: int) -> None:
+def fit_gaussian(runs: Path, recipe: str, point: int) -> None:
     """`difflab fit-gaussian` for the model at ``point``: the training images' Gaussian the sampling starts from."""
     from difflab.data import load_dataset
     from difflab.data_gaussian import FILE, RANK, DataGaussian
     from difflab.run import load
 
-    model_dir = runs / f"difflab-{point}min"
+    model_dir = runs / f"{recipe}-{point}min"
     if not (model_dir / FILE).exists():
         run = load(model_dir)
         data = load_dataset("mnist", split="train").data
         DataGaussian.fit(run.normalization.to_model(data), rank=RANK).save(model_dir / FILE)
 
 
-def difflab_samples(runs: Path, point: int, nfe: int, num: int, plain: bool = False) -> torch.Tensor:
-    """The model at ``point`` sampled with its best setting at ``nfe`` evaluations, or with ``plain`` DDIM (trailing
-    steps, no Gaussian start: the ablation that keeps difflab's training and drops its sampler)."""
+def sampler_label(recipe: str, nfe: int) -> str:
+    if recipe not in DIFFLAB:
+        return f"DDIMPipeline {nfe}"
+    name, steps, start = DIFFLAB[recipe]["sample"][nfe]
+    return f"{name} {steps}" + (" from the Gaussian start" if start else "")
+
+
+def difflab_samples(runs: Path, recipe: str, point: int, nfe: int, num: int, plain: bool = False) -> torch.Tensor:
+    """The model at ``point`` sampled with its recipe's setting at ``nfe`` evaluations, or with ``plain`` DDIM
+    (trailing steps, no Gaussian start: the ablation that keeps difflab's training and drops its sampler)."""
     from difflab.random import per_sample_generators
     from difflab.run import load
 
-    run = load(runs / f"difflab-{point}min")
-    setting = {"sampler": "ddpm", "steps": 50} if nfe == 50 else {"sampler": "unipc", "steps": nfe}
-    if plain:
-        setting = {"sampler": "ddim", "steps": nfe}
+    run = load(runs / f"{recipe}-{point}min")
+    sampler, steps, start = ("ddim", nfe, 0.0) if plain else DIFFLAB[recipe]["sample"][nfe]
     out = []
     for lo in range(0, num, 500):
         n = min(500, num - lo)
-        out.append(run.sample(n, generator=per_sample_generators(0, lo, n, num), gaussian_start=0 if plain else 5.0,
-                              **setting))
+        out.append(run.sample(n, generator=per_sample_generators(0, lo, n, num), gaussian_start=start,
+                              sampler=sampler, steps=steps))
     return torch.cat(out)
 
 
@@ -246,13 +265,13 @@ def stage_train(runs: Path, minutes_per_point: dict, book: dict) -> None:
             continue
         more = minutes_per_point[point] - done["minutes"]
         print(f"== {recipe}: training {more:.1f} more minutes, to the {point}-minute point ==", flush=True)
-        if recipe == "difflab":
-            r = train_difflab(runs, more, point)
+        if recipe in DIFFLAB:
+            r = train_difflab(runs, recipe, more, point)
         else:
             r = train_diffusers(runs, more, point, minutes_per_point[POINTS[-1]])
         done["minutes"] += r["wall"] / 60
         done["points"][str(point)] = {"minutes": done["minutes"], "step": r["step"],
-                                      "images": r["step"] * (128 if recipe == "difflab" else 16)}
+                                      "images": r["step"] * (128 if recipe in DIFFLAB else 16)}
         save_ledger(runs, book)
 
 
@@ -265,11 +284,13 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
                 key = f"nfe{nfe}"
                 if key in info:
                     continue
-                if recipe == "difflab":
-                    fit_gaussian(runs, int(point))
                 t0 = time.perf_counter()
-                draw = difflab_samples if recipe == "difflab" else diffusers_samples
-                x = draw(runs, int(point), nfe, num)
+                if recipe in DIFFLAB:
+                    if DIFFLAB[recipe]["sample"][nfe][2]:
+                        fit_gaussian(runs, recipe, int(point))
+                    x = difflab_samples(runs, recipe, int(point), nfe, num)
+                else:
+                    x = diffusers_samples(runs, int(point), nfe, num)
                 seconds = time.perf_counter() - t0
                 s = evaluate_samples(x.clamp(0, 1), "mnist", "fd,failed", num_ref=num)
                 info[key] = {k: s[k] for k in s if k.startswith(("FD", "failed"))} | {
@@ -279,7 +300,7 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
     for point, info in book.get("difflab", {}).get("points", {}).items():  # the ablation: difflab's network, plain DDIM
         if "ddim10_plain" not in info:
             t0 = time.perf_counter()
-            x = difflab_samples(runs, int(point), 10, num, plain=True)
+            x = difflab_samples(runs, "difflab", int(point), 10, num, plain=True)
             seconds = time.perf_counter() - t0
             s = evaluate_samples(x.clamp(0, 1), "mnist", "fd,failed", num_ref=num)
             info["ddim10_plain"] = {k: s[k] for k in s if k.startswith(("FD", "failed"))} | {
@@ -304,28 +325,29 @@ def stage_table(runs: Path, book: dict, quick: bool) -> None:
             for recipe in RECIPES:
                 info = book.get(recipe, {}).get("points", {}).get(str(point), {})
                 s = info.get(f"nfe{nfe}")
-                sampler = ({10: "UniPC 10 from the Gaussian start", 50: "DDPM 50 from the Gaussian start"}[nfe]
-                           if recipe == "difflab" else f"DDIMPipeline {nfe}")
+                sampler, label = sampler_label(recipe, nfe), DIFFLAB.get(recipe, {}).get("label", recipe)
                 if s is None:
                     trained = f"{info['minutes']:.1f} | {info['step']:,} | {info['images']:,}" if info else \
                         f"{point} (not trained yet) | – | –"
-                    lines.append(f"| {recipe} | {trained} | {nfe} | {sampler} | – | not scored yet | – | – | – |")
+                    lines.append(f"| {label} | {trained} | {nfe} | {sampler} | – | not scored yet | – | – | – |")
                     continue
                 row[recipe] = s[fd]
-                lines.append(f"| {recipe} | {info['minutes']:.1f} | {info['step']:,} | {info['images']:,} | {nfe} | "
+                lines.append(f"| {label} | {info['minutes']:.1f} | {info['step']:,} | {info['images']:,} | {nfe} | "
                              f"{sampler} | {s['num']:,} | {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, "
                              f"{s[fd + ' 95% high']:.2f}] | {s.get(fd + ' floor', float('nan')):.2f} ± "
                              f"{s.get(fd + ' floor sd', float('nan')):.2f} | {100 * s[failed]:.1f}% | "
                              f"{s['sample_seconds']:.0f} |")
-            if len(row) == 2:
-                ratios.append((point, nfe, row["difflab"] / row["diffusers"]))
-    lines += ["", "Target: difflab's FD at equal wall clock at most half of diffusers' (ratio ≤ 0.5)."]
-    for point, nfe, r in ratios:
-        lines.append(f"* {point} min, {nfe} evaluations: difflab / diffusers FD = {r:.2f} "
-                     f"({'met' if r <= 0.5 else 'not met'})")
+            for recipe in DIFFLAB:
+                if recipe in row and "diffusers" in row:
+                    ratios.append((point, nfe, recipe, row[recipe] / row["diffusers"]))
+    lines += ["", f"Target: difflab's FD at equal wall clock at most half of diffusers' (ratio ≤ 0.5); the headline is "
+              f"difflab's best recipe ({DIFFLAB[BEST]['label']}), the preset's row shows where it stood before."]
+    for point, nfe, recipe, r in ratios:
+        lines.append(f"* {point} min, {nfe} evaluations: {DIFFLAB[recipe]['label']} / diffusers FD = {r:.2f} "
+                     f"({'met' if r <= 0.5 else 'not met'}){' (headline)' if recipe == BEST else ''}")
     if not ratios:
         lines.append("* no time point is scored for both recipes yet.")
-    lines += ["", "Ablation, the sampler: difflab's network drawn with plain DDIM 10 (trailing steps, no Gaussian "
+    lines += ["", "Ablation, the sampler: the mnist preset's network drawn with plain DDIM 10 (trailing steps, no Gaussian "
               "start), beside diffusers' DDIMPipeline 10 (leading steps):"]
     for point in POINTS:
         s = book.get("difflab", {}).get("points", {}).get(str(point), {}).get("ddim10_plain")

@@ -17,7 +17,8 @@ counted with ``torch.utils.flop_counter.FlopCounterMode`` (a training step count
 forward), and set against this machine's throughput on one large 3×3 convolution, timed as one
 more interleaved row (so under the same load as the models). A profiled training step per library
 (torch.profiler, interleaved) splits the time by op kind. Extra rows, not part of the headline
-ratio: difflab in channels_last memory format, and difflab under ``torch.compile``. The tables go
+ratio: difflab in channels_last memory format, difflab under ``torch.compile``, and difflab under bfloat16
+autocast where the CPU has native bf16 (the trainer's ``precision: bf16``). The tables go
 to ``benchmarks/results/unet_speed.md``.
 
     python benchmarks/unet_speed.py              # full run (about 3-4 minutes on 2 idle cores)
@@ -127,8 +128,9 @@ def n_params(model: torch.nn.Module) -> int:
 class Runner:
     """One model, one kind of work (``train`` or ``forward``); ``time(n)`` returns ms per iteration."""
 
-    def __init__(self, model, cfg: dict, kind: str, *, diffusers: bool = False, channels_last: bool = False):
-        self.model, self.kind, self.diffusers = model, kind, diffusers
+    def __init__(self, model, cfg: dict, kind: str, *, diffusers: bool = False, channels_last: bool = False,
+                 bf16: bool = False):
+        self.model, self.kind, self.diffusers, self.bf16 = model, kind, diffusers, bf16
         self.x, self.t, self.y = inputs(cfg)
         if channels_last:
             self.x = self.x.contiguous(memory_format=torch.channels_last)
@@ -140,8 +142,9 @@ class Runner:
             model.eval()
 
     def _out(self):
-        out = self.model(self.x, self.t, self.y)
-        return out.sample if self.diffusers else out
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):  # as the trainer's precision: bf16
+            out = self.model(self.x, self.t, self.y)
+        return (out.sample if self.diffusers else out).float()
 
     def step(self) -> None:
         if self.kind == "train":
@@ -286,11 +289,13 @@ def main() -> None:
     load_start = os.getloadavg()
     reps = a.reps or (3 if a.quick else 15)
     compile_on = not (a.quick or a.no_compile)
+    from difflab.training.loop import native_bf16
+    bf16_on = native_bf16(torch.device("cpu"))
 
     probe = ConvProbe()
     probe_ms: list[float] = []  # every probe timing of the run
     sections, summary, summary_min, shares = [], [], [], {}
-    extra: dict[str, list] = {"channels_last": [], "torch.compile": []}
+    extra: dict[str, list] = {"channels_last": [], "torch.compile": [], "bf16": []}
     for preset, title in SCALES:
         cfg = difflab_config(preset)
         diff, scale = equivalence(cfg)
@@ -309,6 +314,8 @@ def main() -> None:
                 "diffusers": Runner(theirs, cfg, kind, diffusers=True),
                 "difflab, channels_last": Runner(ours_cl, cfg, kind, channels_last=True),
             }
+            if bf16_on:  # bfloat16 autocast, where the CPU has native bf16 (else oneDNN emulates it, slower than fp32)
+                runners["difflab, bf16 autocast"] = Runner(build_difflab(cfg), cfg, kind, bf16=True)
             if compile_on:
                 torch.manual_seed(SEED)
                 r, info = try_compile(build_difflab(cfg), cfg, kind, a.compile_budget)
@@ -366,7 +373,8 @@ def main() -> None:
                              f"| {ratio} | {gf:.1f} | {100 * gf / peak[kind]:.0f}% |")
             summary.append((preset, kind, base / med[(kind, "difflab")]))
             summary_min.append((preset, kind, min(res[(kind, "diffusers")]) / min(res[(kind, "difflab")])))
-            for name, key in (("difflab, channels_last", "channels_last"), ("difflab, torch.compile", "torch.compile")):
+            for name, key in (("difflab, channels_last", "channels_last"), ("difflab, torch.compile", "torch.compile"),
+                              ("difflab, bf16 autocast", "bf16")):
                 if (kind, name) in med:
                     extra[key].append((preset, kind, base / med[(kind, name)]))
         if notes:
@@ -418,7 +426,9 @@ def main() -> None:
         "kernels (GroupNorm + SiLU + dropout and the residual additions, as `torch.compile` can generate: "
         + (", ".join(f"{p} {k} {r:.2f}" for p, k, r in extra["torch.compile"]) or "not run") + " in its rows), "
         "or lower precision (bfloat16 autocast, which difflab's trainer offers as `precision: bf16`; it "
-        "changes the numerics, so it is no fp32 comparison). channels_last: "
+        "changes the numerics, so it is no fp32 comparison: "
+        + (", ".join(f"{p} {k} {r:.2f}" for p, k, r in extra["bf16"]) or "not run: this CPU has no native bf16")
+        + " in its rows). channels_last: "
         + ", ".join(f"{p} {k} {r:.2f}" for p, k, r in extra["channels_last"]) + " (diffusers / difflab channels_last).",
         "* Dropout (MNIST preset, p = 0.1) costs the same in both: on CPU PyTorch draws the mask with "
         "`bernoulli_` on a full-size tensor, about as much time as a small convolution.",
