@@ -38,6 +38,9 @@ from formulations_mnist import Budget, Ledger, best_sampler, fd_key, fd_of  # no
 
 NFES = (1, 2, 4, 8, 16, 50)
 PD_FROM = 64
+#: the issue's targets: a distilled model at ``nfe`` evaluations within ``factor`` × the teacher's FD at 50
+TARGETS = ((4, 1.5), (1, 3.0))
+TEACHER = "teacher (EDM), best fixed discretization"
 
 
 def model_override(width: int) -> dict:
@@ -99,7 +102,7 @@ def rows(a) -> list[tuple[str, Path, str, int]]:
     runs, teacher, reflow = Path(a.runs), Path(a.teacher_runs) / "edm-0", Path(a.teacher_runs) / "flow_reflow-0"
     out = []
     for nfe in NFES:
-        out.append(("teacher (EDM), best fixed discretization", teacher, "select", nfe))
+        out.append((TEACHER, teacher, "select", nfe))
         if nfe in a.tuned_nfe:
             out.append(("teacher (EDM), tuned steps", teacher, "tuned", nfe))
         if nfe <= PD_FROM // 2:
@@ -147,7 +150,7 @@ def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: 
     elif how == "tuned":
         from difflab import tuning
 
-        sampler = book.get("sampler", f"teacher (EDM), best fixed discretization @ {nfe}")
+        sampler = book.get("sampler", f"{TEACHER} @ {nfe}")
         if sampler is None:
             return False
         tuned = tuning.tune(run.denoiser, run.shape, sampler, nfe, num=a.tune_num, max_evaluations=a.tune_evals)
@@ -166,6 +169,30 @@ def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: 
     book.put({**scores, "sampler": sampler, "sample_seconds": seconds}, "scores", key)
     print(f"{key}: {sampler}, FD {fd_key(scores):.2f} ({seconds:.0f} s)", flush=True)
     return True
+
+
+def verdicts(book: Ledger, names: list[str]) -> list[str]:
+    """The targets against the teacher at 50 evaluations: met when the best few-step row's upper 95% bound is within
+    the factor of the teacher's lower bound, not met when its lower bound is beyond the factor of the teacher's upper
+    bound, not resolved between (one training seed per model: the intervals are the samples', not the seeds')."""
+    teacher = book.get("scores", f"{TEACHER} @ 50")
+    if teacher is None:
+        return ["* the teacher at 50 evaluations is not scored yet."]
+    out = []
+    for nfe, factor in TARGETS:
+        few = {n: book.get("scores", f"{n} @ {nfe}") for n in names if not n.startswith("teacher")}
+        few = {n: r for n, r in few.items() if r is not None}
+        if not few:
+            out.append(f"* {nfe} evaluations: no distilled model scored yet.")
+            continue
+        best = min(few, key=lambda n: fd_key(few[n]))
+        r = few[best]
+        met = fd_key(r, " 95% high") <= factor * fd_key(teacher, " 95% low")
+        beyond = fd_key(r, " 95% low") > factor * fd_key(teacher, " 95% high")
+        out.append(f"* {nfe} evaluations: best {best}, FD {fd_key(r):.2f} = {fd_key(r) / fd_key(teacher):.2f} × the "
+                   f"teacher's at 50 ({fd_key(teacher):.2f}); target ≤ {factor:g}×: "
+                   f"{'met' if met else 'not met' if beyond else 'not resolved'}.")
+    return out
 
 
 def table(book: Ledger, a) -> None:
@@ -187,6 +214,7 @@ def table(book: Ledger, a) -> None:
             if r is not None and nfe <= 4:
                 speed.append(f"{a.num / r['sample_seconds']:.0f}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {' / '.join(speed) or '–'} |")
+    lines += ["", *verdicts(book, names)]
     title = "Few-step generation on MNIST: FD against network evaluations"
     if a.quick:
         print("\n".join([title, *lines]))
