@@ -16,6 +16,10 @@ and (b) the recipe users copy from diffusers' `train_unconditional.py` example, 
     on the first steps), gradient clipping at 1, `EMAModel(inv_gamma=1, power=3/4, decay=0.9999)`, batch 16 (the
     example's defaults), images in [−1, 1]; sampled with `DDIMPipeline` at 10 and 50 steps, η = 0.
 
+Two ablations at 10 evaluations separate training from sampling: the preset's network with plain DDIM (trailing
+steps, no Gaussian start), and diffusers' network, saved as a diffusers folder that difflab loads, drawn with the
+preset's own sampler (UniPC 10 from the Gaussian start): the fair comparison of the two training recipes.
+
 Both train on the same 60,000 MNIST training images, one process at a time, with the wall clock measured around
 the whole training call (data loading and checkpoints included). Every stage is kept in ``--runs`` and resumes, so
 the benchmark can span sessions: ``--stage train`` trains up to the next time point, ``--stage eval`` scores what is
@@ -93,13 +97,12 @@ def train_difflab(runs: Path, recipe: str, minutes: float, point: int) -> dict:
     return {"wall": wall, "step": step}
 
 
-def fit_gaussian(runs: Path, recipe: str, point: int) -> None:
-    """`difflab fit-gaussian` for the model at ``point``: the training images' Gaussian the sampling starts from."""
+def fit_gaussian(model_dir: Path) -> None:
+    """`difflab fit-gaussian` for the model in ``model_dir``: the training images' Gaussian the sampling starts from."""
     from difflab.data import load_dataset
     from difflab.data_gaussian import FILE, RANK, DataGaussian
     from difflab.run import load
 
-    model_dir = runs / f"{recipe}-{point}min"
     if not (model_dir / FILE).exists():
         run = load(model_dir)
         data = load_dataset("mnist", split="train").data
@@ -113,14 +116,16 @@ def sampler_label(recipe: str, nfe: int) -> str:
     return f"{name} {steps}" + (" from the Gaussian start" if start else "")
 
 
-def difflab_samples(runs: Path, recipe: str, point: int, nfe: int, num: int, plain: bool = False) -> torch.Tensor:
-    """The model at ``point`` sampled with its recipe's setting at ``nfe`` evaluations, or with ``plain`` DDIM
-    (trailing steps, no Gaussian start: the ablation that keeps difflab's training and drops its sampler)."""
+def difflab_samples(model_dir: Path, setting: tuple[str, int, float], num: int) -> torch.Tensor:
+    """``num`` samples of the model in ``model_dir`` (a difflab model or a diffusers folder) with ``setting`` =
+    (sampler, steps, Gaussian start σ̃ or 0), fitting the data's Gaussian first where the setting starts from it."""
     from difflab.random import per_sample_generators
     from difflab.run import load
 
-    run = load(runs / f"{recipe}-{point}min")
-    sampler, steps, start = ("ddim", nfe, 0.0) if plain else DIFFLAB[recipe]["sample"][nfe]
+    sampler, steps, start = setting
+    if start:
+        fit_gaussian(model_dir)
+    run = load(model_dir)
     out = []
     for lo in range(0, num, 500):
         n = min(500, num - lo)
@@ -236,6 +241,21 @@ def train_diffusers(runs: Path, minutes: float, point: int, total_minutes: float
     return {"wall": time.perf_counter() - t_start, "step": step, "total_steps": total_steps}
 
 
+def diffusers_folder(runs: Path, point: int) -> Path:
+    """diffusers' EMA network at ``point`` saved as a diffusers pipeline folder (`DDIMPipeline.save_pretrained`), which
+    difflab loads like its own models: the fair row samples diffusers' training with difflab's sampler."""
+    from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+    from safetensors.torch import load_file
+
+    out = runs / f"diffusers-{point}min" / "pipeline"
+    if not (out / "model_index.json").exists():
+        unet = UNet2DModel(**_diffusers_parts())
+        unet.load_state_dict(load_file(str(runs / f"diffusers-{point}min" / "unet.safetensors")))
+        scheduler = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=1000).config)
+        DDIMPipeline(unet=unet, scheduler=scheduler).save_pretrained(str(out), safe_serialization=True)
+    return out
+
+
 def diffusers_samples(runs: Path, point: int, nfe: int, num: int) -> torch.Tensor:
     from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
     from safetensors.torch import load_file
@@ -286,9 +306,7 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
                     continue
                 t0 = time.perf_counter()
                 if recipe in DIFFLAB:
-                    if DIFFLAB[recipe]["sample"][nfe][2]:
-                        fit_gaussian(runs, recipe, int(point))
-                    x = difflab_samples(runs, recipe, int(point), nfe, num)
+                    x = difflab_samples(runs / f"{recipe}-{point}min", DIFFLAB[recipe]["sample"][nfe], num)
                 else:
                     x = diffusers_samples(runs, int(point), nfe, num)
                 seconds = time.perf_counter() - t0
@@ -297,16 +315,22 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
                     "sample_seconds": seconds, "num": num}
                 save_ledger(runs, book)
                 print(recipe, point, key, info[key], flush=True)
-    for point, info in book.get("difflab", {}).get("points", {}).items():  # the ablation: difflab's network, plain DDIM
-        if "ddim10_plain" not in info:
-            t0 = time.perf_counter()
-            x = difflab_samples(runs, "difflab", int(point), 10, num, plain=True)
-            seconds = time.perf_counter() - t0
-            s = evaluate_samples(x.clamp(0, 1), "mnist", "fd,failed", num_ref=num)
-            info["ddim10_plain"] = {k: s[k] for k in s if k.startswith(("FD", "failed"))} | {
-                "sample_seconds": seconds, "num": num}
-            save_ledger(runs, book)
-            print("difflab", point, "ddim10_plain", info["ddim10_plain"], flush=True)
+    # the ablations at 10 evaluations: the preset's network with plain DDIM (difflab's training without its sampler),
+    # and diffusers' network with the preset's sampler (diffusers' training with difflab's sampler: the fair row)
+    ablations = [("difflab", "ddim10_plain", lambda p: difflab_samples(runs / f"difflab-{p}min", ("ddim", 10, 0.0), num)),
+                 ("diffusers", "difflab_sampler10",
+                  lambda p: difflab_samples(diffusers_folder(runs, p), DIFFLAB["difflab"]["sample"][10], num))]
+    for recipe, key, draw in ablations:
+        for point, info in book.get(recipe, {}).get("points", {}).items():
+            if key not in info:
+                t0 = time.perf_counter()
+                x = draw(int(point))
+                seconds = time.perf_counter() - t0
+                s = evaluate_samples(x.clamp(0, 1), "mnist", "fd,failed", num_ref=num)
+                info[key] = {k: s[k] for k in s if k.startswith(("FD", "failed"))} | {
+                    "sample_seconds": seconds, "num": num}
+                save_ledger(runs, book)
+                print(recipe, point, key, info[key], flush=True)
 
 
 def stage_table(runs: Path, book: dict, quick: bool) -> None:
@@ -356,6 +380,16 @@ def stage_table(runs: Path, book: dict, quick: bool) -> None:
             lines.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
                          f"{100 * s[failed]:.1f}% failed" + (f"; ratio to diffusers {s[fd] / theirs[fd]:.2f}"
                                                             if theirs else ""))
+    lines += ["", f"The fair row, the training recipes at equal sampler: diffusers' network (saved as a diffusers "
+              f"folder, which difflab loads) drawn with the preset's {sampler_label('difflab', 10)}, beside the "
+              "preset's network with the same sampler:"]
+    for point in POINTS:
+        s = book.get("diffusers", {}).get("points", {}).get(str(point), {}).get("difflab_sampler10")
+        ours = book.get("difflab", {}).get("points", {}).get(str(point), {}).get("nfe10")
+        if s is not None:
+            lines.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
+                         f"{100 * s[failed]:.1f}% failed" + (f"; the preset's network / this = {ours[fd] / s[fd]:.2f}"
+                                                            if ours else ""))
     if not quick:
         write_table("time_to_quality.md", "Quality per CPU-hour: difflab's recipe against diffusers' example", lines)
     else:
