@@ -333,6 +333,18 @@ def stage_eval(runs: Path, num: int, book: dict) -> None:
                 print(recipe, point, key, info[key], flush=True)
 
 
+def ablation_lines(book: dict, recipe: str, key: str, other: str, compare) -> list[str]:
+    """One line per time point for the ablation ``key`` of ``recipe``, with ``compare(its FD, other's 10-NFE FD)``."""
+    fd, failed, out = "FD[mnist-classifier]", "failed[mnist-classifier]", []
+    for point in POINTS:
+        s = book.get(recipe, {}).get("points", {}).get(str(point), {}).get(key)
+        o = book.get(other, {}).get("points", {}).get(str(point), {}).get("nfe10")
+        if s is not None:
+            out.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
+                       f"{100 * s[failed]:.1f}% failed" + (compare(s[fd], o[fd]) if o else ""))
+    return out
+
+
 def stage_table(runs: Path, book: dict, quick: bool) -> None:
     fd = "FD[mnist-classifier]"
     failed = "failed[mnist-classifier]"
@@ -373,23 +385,12 @@ def stage_table(runs: Path, book: dict, quick: bool) -> None:
         lines.append("* no time point is scored for both recipes yet.")
     lines += ["", "Ablation, the sampler: the mnist preset's network drawn with plain DDIM 10 (trailing steps, no Gaussian "
               "start), beside diffusers' DDIMPipeline 10 (leading steps):"]
-    for point in POINTS:
-        s = book.get("difflab", {}).get("points", {}).get(str(point), {}).get("ddim10_plain")
-        theirs = book.get("diffusers", {}).get("points", {}).get(str(point), {}).get("nfe10")
-        if s is not None:
-            lines.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
-                         f"{100 * s[failed]:.1f}% failed" + (f"; ratio to diffusers {s[fd] / theirs[fd]:.2f}"
-                                                            if theirs else ""))
+    lines += ablation_lines(book, "difflab", "ddim10_plain", "diffusers", lambda s, o: f"; ratio to diffusers {s / o:.2f}")
     lines += ["", f"The fair row, the training recipes at equal sampler: diffusers' network (saved as a diffusers "
               f"folder, which difflab loads) drawn with the preset's {sampler_label('difflab', 10)}, beside the "
               "preset's network with the same sampler:"]
-    for point in POINTS:
-        s = book.get("diffusers", {}).get("points", {}).get(str(point), {}).get("difflab_sampler10")
-        ours = book.get("difflab", {}).get("points", {}).get(str(point), {}).get("nfe10")
-        if s is not None:
-            lines.append(f"* {point} min: FD {s[fd]:.2f} [{s[fd + ' 95% low']:.2f}, {s[fd + ' 95% high']:.2f}], "
-                         f"{100 * s[failed]:.1f}% failed" + (f"; the preset's network / this = {ours[fd] / s[fd]:.2f}"
-                                                            if ours else ""))
+    lines += ablation_lines(book, "diffusers", "difflab_sampler10", "difflab",
+                            lambda s, o: f"; the preset's network / this = {o / s:.2f}")
     if not quick:
         write_table("time_to_quality.md", "Quality per CPU-hour: difflab's recipe against diffusers' example", lines)
     else:
