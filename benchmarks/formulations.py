@@ -120,8 +120,8 @@ def train_variant(variant: tuple, out: Path, steps: int, seed: int, num: int | N
 
     preset, override = variant
     cfg = resolve({"preset": preset, **override, "data": {"num": num},
-                   "train": {"steps": steps, "save_every": max(1, steps // 10), "sample_every": 0,
-                             "log_every": max(1, steps // 10)}, "seed": seed})
+                   "train": {**override.get("train", {}), "steps": steps, "save_every": max(1, steps // 10),
+                             "sample_every": 0, "log_every": max(1, steps // 10)}, "seed": seed})
     resume = out.exists() and bool(checkpoint.list_checkpoints(out))
     if resume:
         done = json.loads((checkpoint.latest_valid(out) / "state.json").read_text())["step"]
