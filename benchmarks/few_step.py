@@ -180,21 +180,23 @@ def score(book: Ledger, a, row: str, run_dir: Path, how: str, nfe: int, budget: 
 
 
 def verdicts(book: Ledger) -> list[str]:
-    """The targets, each few-step row against its teacher at 50 evaluations (:data:`STUDENTS`): met when the row's
+    """The targets, each few-step row against its teacher at 50 evaluations (:data:`STUDENTS`) and against the EDM
+    teacher (the strictest common reference): met when the row's
     upper 95% bound is within the factor of the teacher's lower bound, not met when its lower bound is beyond the
     factor of the teacher's upper bound, not resolved between (one training seed per model: the intervals are the
     samples', not the seeds')."""
     out = []
     for nfe, factor in TARGETS:
-        for student, teacher_row in STUDENTS.items():
-            r, teacher = book.get("scores", f"{student} @ {nfe}"), book.get("scores", f"{teacher_row} @ 50")
-            if r is None or teacher is None:
-                continue
-            met = fd_key(r, " 95% high") <= factor * fd_key(teacher, " 95% low")
-            beyond = fd_key(r, " 95% low") > factor * fd_key(teacher, " 95% high")
-            out.append(f"* {nfe} evaluations, {student}: FD {fd_key(r):.2f} = {fd_key(r) / fd_key(teacher):.2f} × "
-                       f"{teacher_row.split(',')[0]} at 50 ({fd_key(teacher):.2f}); target ≤ {factor:g}×: "
-                       f"{'met' if met else 'not met' if beyond else 'not resolved'}.")
+        for student, own in STUDENTS.items():
+            for teacher_row in dict.fromkeys([own, TEACHER]):  # its own teacher, and the EDM teacher as well
+                r, teacher = book.get("scores", f"{student} @ {nfe}"), book.get("scores", f"{teacher_row} @ 50")
+                if r is None or teacher is None:
+                    continue
+                met = fd_key(r, " 95% high") <= factor * fd_key(teacher, " 95% low")
+                beyond = fd_key(r, " 95% low") > factor * fd_key(teacher, " 95% high")
+                out.append(f"* {nfe} evaluations, {student}: FD {fd_key(r):.2f} = {fd_key(r) / fd_key(teacher):.2f} "
+                           f"× {teacher_row.split(',')[0]} at 50 ({fd_key(teacher):.2f}); target ≤ {factor:g}×: "
+                           f"{'met' if met else 'not met' if beyond else 'not resolved'}.")
     return out or ["* no few-step row and its teacher at 50 evaluations are scored yet."]
 
 
