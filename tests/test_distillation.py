@@ -95,6 +95,63 @@ def test_a_student_distilled_from_the_exact_teacher_matches_the_affine_ode_map(t
     assert rms(teacher4) > 1.5 * rms(student)  # measured 0.372 vs 0.197 (the 8-step teacher's own error: 0.197)
 
 
+LEVELS = (0.3, 0.7)  # the two classes' pixel values (data units) of the conditional test's 8x8 images, noise 0.05
+
+
+class TwoClassOracle(torch.nn.Module):
+    """A class-conditional "network" whose ε is the exact ε* of class y's Gaussian on 8x8 images (model units), and
+    of the two classes' mixture for the null label y = 2."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        means = torch.stack([torch.full((64,), 2 * v - 1, dtype=torch.float64) for v in LEVELS])
+        self.parts = [GaussianMixture(means[k:k + 1], 0.1).denoiser(schedule) for k in range(2)]
+        self.whole = GaussianMixture(means, 0.1).denoiser(schedule)
+
+    def forward(self, x, t, y):
+        out = torch.empty_like(x)
+        for k, oracle in enumerate([*self.parts, self.whole]):
+            rows = y == k
+            if rows.any():
+                out[rows] = oracle(x[rows].flatten(1).double(), t[rows]).eps.reshape(x[rows].shape).to(x.dtype)
+        return out
+
+
+class TwoClassStudent(ProgressiveTrainable):
+    def dataset(self):
+        g = torch.Generator().manual_seed(0)
+        labels = torch.arange(2000) % 2
+        data = torch.tensor(LEVELS)[labels].reshape(-1, 1, 1, 1) + 0.05 * torch.randn(2000, 1, 8, 8, generator=g)
+        return Dataset("two-levels", "image", data.float(), labels)
+
+
+def test_a_class_conditional_teacher_is_distilled_class_by_class(tmp_path):
+    """The teacher is the exact class-conditional denoiser of two Gaussian classes of 8x8 images (flat at 0.3 and
+    0.7); a small conditional U-Net student learns its 4 DDIM steps in 2. Asked for class k, the student's 2-step
+    samples land on class k (mean pixel within 0.03 of its level, all 200 on the right side of 0.5), which they could
+    not if the labels missed the teacher's steps or the student's (the targets would be the mixture's); with the null
+    label kept by label dropout it draws both classes."""
+    from difflab.denoiser import ModelDenoiser
+    from difflab.run import load
+
+    cfg = resolve({"preset": "digits", "model": {"base_channels": 16, "groups": 8, "num_classes": 2,
+                                                 "attention_resolutions": []},
+                   "train": {"steps": 300, "batch_size": 64, "lr": 2e-3, "warmup": 20, "save_every": 300,
+                             "log_every": 100, "sample_every": 0, "ema_decay": 0.9, "label_dropout": 0.2}})
+    cfg = round_config(cfg, None, 2, {}, "v")
+    sch = schedules.get("cosine", 1000)
+    teacher = ModelDenoiser(TwoClassOracle(sch), sch, "eps")
+    fit(TwoClassStudent(cfg, teacher=teacher), tmp_path / "s", LoopOptions.from_section(cfg["train"]), 0, **QUIET)
+    run = load(tmp_path / "s")
+    g = torch.Generator().manual_seed(3)
+    for k, level in enumerate(LEVELS):
+        means = run.sample(200, classes=[k], steps=2, generator=g).flatten(1).mean(1)
+        assert abs(float(means.mean()) - level) < 0.03, (k, float(means.mean()))
+        assert bool(((means > 0.5) == (k == 1)).all()), (k, means.min(), means.max())
+    means = run.sample(400, steps=2, generator=g).flatten(1).mean(1)  # the null label: the mixture
+    assert 0.25 < float((means > 0.5).double().mean()) < 0.75
+
+
 def test_rounds_run_as_ordinary_runs_and_refuse_bad_step_counts(train_toy, tmp_path):
     teacher = train_toy("8gaussians", 100)
     last = distill(teacher, tmp_path / "pd", to=2, from_steps=8, steps=20, **QUIET)
@@ -112,6 +169,20 @@ def test_rounds_run_as_ordinary_runs_and_refuse_bad_step_counts(train_toy, tmp_p
     with pytest.raises(DifflabError, match="must be the teacher's 50 steps halved one or more times"):
         distill(teacher, tmp_path / "x", to=4, **QUIET)  # the preset samples with 50 steps: 4 is no halving of it
     assert not (tmp_path / "x").exists()
+
+
+def test_an_exported_model_is_a_teacher_like_its_run(train_toy, tmp_path):
+    """A teacher given as an exported model directory (what a shipped model is) distils to the same student, bit for
+    bit, as its run directory: the same EMA weights and normalisation are read."""
+    from difflab import pretrained
+    from difflab.run import load
+
+    teacher = train_toy("8gaussians", 60)
+    exported = pretrained.export(teacher, tmp_path / "exported")
+    a = distill(teacher, tmp_path / "a", to=2, from_steps=4, steps=10, **QUIET)
+    b = distill(exported, tmp_path / "b", to=2, from_steps=4, steps=10, **QUIET)
+    x_T = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(load(a).sample(50, x_T=x_T), load(b).sample(50, x_T=x_T))
 
 
 @pytest.mark.parametrize("frm,to,ok", [(64, 4, [32, 16, 8, 4]), (8, 8, None), (8, 3, None), (12, 5, None), (12, 3, [6, 3]), (24, 4, None),

@@ -102,6 +102,42 @@ def read_exported(path: str | Path) -> tuple[dict, dict, int]:
     return checkpoint.with_record(config, checkpoint.read_record(path)), tensors, int(meta.get("step", 0))
 
 
+def model_dir(path: str | Path) -> Path:
+    """The directory of a model given as a run directory, an exported directory or a shipped model's name (a
+    directory of that name wins); one clear error when it is none of them."""
+    path = Path(path)
+    if not path.is_dir() and shipped_path(str(path)) is not None:
+        path = shipped_path(str(path))
+    if not path.is_dir():
+        shipped = ", ".join(names()) or "none installed"
+        raise DifflabError(f"run directory {str(path)!r} does not exist, and it is not the name of a "
+                           f"pretrained model ({shipped}).")
+    return path
+
+
+def read_model_config(path: str | Path) -> dict:
+    """The config (with defaults and the run's record) of a run directory, an exported directory or a shipped model,
+    without reading its weights."""
+    from . import checkpoint
+    from .config import with_defaults
+
+    return with_defaults(checkpoint.read_config(model_dir(path), "a difflab run or exported model"))
+
+
+def read_model_record(path: str | Path) -> dict:
+    """What training measured for a model (its data normalisation, ...): a run's ``record.json``; an exported model
+    keeps the normalisation in its ``config.json``."""
+    from . import checkpoint
+
+    path = model_dir(path)
+    record = checkpoint.read_record(path)
+    if "normalization" not in record:
+        config = checkpoint.read_config(path, "a difflab run or exported model")
+        if isinstance(config.get("normalization"), dict):
+            record = {**record, "normalization": config["normalization"]}
+    return record
+
+
 def read_model(path: str | Path, weights: str = "ema") -> tuple[Path, dict, dict, int, Path]:
     """(directory, config with defaults, weights, step, where the weights lie) of a diffusion model: the newest valid
     checkpoint of a run directory (``weights``: "ema" or "model"), an exported model directory, or the name of a
@@ -111,13 +147,7 @@ def read_model(path: str | Path, weights: str = "ema") -> tuple[Path, dict, dict
 
     if weights not in ("ema", "model"):
         raise DifflabError(f"weights must be 'ema' or 'model', got {weights!r}.")
-    path = Path(path)
-    if not path.is_dir() and shipped_path(str(path)) is not None:
-        path = shipped_path(str(path))
-    if not path.is_dir():
-        shipped = ", ".join(names()) or "none installed"
-        raise DifflabError(f"run directory {str(path)!r} does not exist, and it is not the name of a "
-                           f"pretrained model ({shipped}).")
+    path = model_dir(path)
     if is_exported(path) and not checkpoint.list_checkpoints(path):
         config, state, step = read_exported(path)
         config, where = with_defaults(config), path / WEIGHTS

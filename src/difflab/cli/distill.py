@@ -13,8 +13,9 @@ HELP = ("distill a model into one that samples in fewer steps (progressive disti
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="the teacher: a run directory (progressive: an unconditional model on a discrete "
-                               "schedule; consistency: any data-space diffusion model with a fixed variance)")
+    p.add_argument("run", help="the teacher: a run directory, an exported model or a shipped model's name "
+                               "(progressive: a data-space model on a discrete schedule, unconditional or "
+                               "class-conditional; consistency: any data-space diffusion model with a fixed variance)")
     p.add_argument("--method", default="progressive", choices=["progressive", "consistency"],
                    help="progressive: a student of N steps learns the teacher's 2N DDIM steps, round after round; "
                         "consistency: a consistency model learns to map every point of the teacher's ODE "

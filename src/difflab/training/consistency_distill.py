@@ -22,8 +22,9 @@ from ..config import with_defaults
 from ..consistency import heun_step, level_times
 from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
+from ..pretrained import model_dir, read_model_config, read_model_record
 from ..objectives import consistency_loss
-from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run
+from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run, load_teacher_weights
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -50,7 +51,7 @@ class ConsistencyDistillTrainable(StudentTrainable):
         net = build_network(self.config)
         d = self.config["distill"]
         if d.get("teacher") is not None and d.get("init_from_teacher"):
-            checkpoint.load_latest(net, d["teacher"], "ema", "teacher")
+            load_teacher_weights(net, d["teacher"])
         return net
 
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
@@ -76,7 +77,7 @@ class ConsistencyDistillTrainable(StudentTrainable):
 def check_teacher(run_dir: str | Path) -> dict:
     """The config of a run consistency distillation takes: a data-space diffusion model with a fixed variance (class
     labels allowed); anything else is refused in one sentence."""
-    config = with_defaults(checkpoint.read_config(run_dir))
+    config = read_model_config(run_dir)
     _check_diffusion_run(config, Path(run_dir))
     if not isinstance(config.get("diffusion"), dict) or not isinstance(config.get("model"), dict):
         raise DifflabError(f"{str(run_dir)!r} is not a diffusion run; consistency distillation needs one as its teacher.")
@@ -120,7 +121,7 @@ def consistency_distill(run_dir: str | Path | None, out: str | Path, steps: int 
         if run_dir is None:
             raise DifflabError("consistency distillation needs the teacher ⟨run⟩ unless it resumes a run.")
         base = check_teacher(run_dir)
-        config = student_config(base, Path(run_dir).resolve(), levels, {"sample_every": 0})
+        config = student_config(base, model_dir(run_dir).resolve(), levels, {"sample_every": 0})
         if out.exists() and any(out.iterdir()):
             raise DifflabError(f"⟨out⟩ {str(out)!r} already holds files; set ⟨resume⟩ to continue it or choose another.")
     config = prepare_run_config(out, config, resume, None, command="distill", resumable=RESUMABLE_KEYS,
@@ -129,6 +130,6 @@ def consistency_distill(run_dir: str | Path | None, out: str | Path, steps: int 
         raise DifflabError(f"{str(out)!r} is not a consistency distillation run.")
     if steps is not None:
         config["train"]["steps"] = steps
-    record = checkpoint.read_record(out) if resume else checkpoint.read_record(config["distill"]["teacher"])
+    record = checkpoint.read_record(out) if resume else read_model_record(config["distill"]["teacher"])
     return fit(ConsistencyDistillTrainable(config, record), out, LoopOptions.from_section(config["train"]),
                config["seed"], resume=resume, device=device, progress=progress, max_minutes=max_minutes, log=log)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import objectives, timestep_sampling
-from ..checkpoint import load_latest, read_config, read_record, with_record
+from ..checkpoint import load_into, read_record, with_record
 from ..config import with_defaults
 from ..data import load_dataset
 from ..data.normalization import Normalization
@@ -226,13 +226,25 @@ def train(config: dict | None, out: str | Path, steps: int | None = None, seed: 
                max_minutes=max_minutes, log=log)
 
 
+def load_teacher_weights(net: torch.nn.Module, run_dir: str | Path) -> int:
+    """Load a teacher's EMA weights into ``net`` (a run directory's newest valid checkpoint, an exported model or a
+    shipped model's name); returns the step they were taken at."""
+    from ..pretrained import read_model
+
+    _, _, state, step, where = read_model(run_dir, "ema")
+    load_into(net, state, where, "teacher")
+    return step
+
+
 def load_teacher(run_dir: str | Path, device, config: dict | None = None) -> tuple[torch.nn.Module, dict, int]:
-    """A teacher run's EMA network, frozen (eval mode, no gradients) on ``device``, the run's config with defaults
-    (``config`` when the caller has checked it already) and the step of the checkpoint it came from: what
-    distillation and reflow read from their teacher."""
-    config = with_defaults(read_config(run_dir)) if config is None else config
+    """A teacher's EMA network, frozen (eval mode, no gradients) on ``device``, its config with defaults (``config``
+    when the caller has checked it already) and the step of the checkpoint it came from: what distillation and reflow
+    read from their teacher, a run directory, an exported model or a shipped model's name."""
+    from ..pretrained import read_model_config
+
+    config = read_model_config(run_dir) if config is None else config
     net = build_network(config)
-    step = load_latest(net, run_dir, "ema", "teacher")
+    step = load_teacher_weights(net, run_dir)
     net = net.to(device).eval()
     for p in net.parameters():
         p.requires_grad_(False)

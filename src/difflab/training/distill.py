@@ -5,7 +5,10 @@ steps on a teacher of 2N, starting from the teacher's weights, and becomes the n
 down to ``to``; round N is an ordinary run ``out/round-<N>`` (config.json with a ``distill`` section naming its
 teacher), resumable bit for bit like any run, and ``difflab sample out/round-<N> --steps N`` samples it with DDIM.
 The student's parameterization is ``v`` by default (ε-prediction cannot make the large steps: x̂_0 = (z − σε̂)/α
-explodes where α → 0; Salimans & Ho 2022, Sec. 4). Discrete schedules (t = 1..T); unconditional data-space models.
+explodes where α → 0; Salimans & Ho 2022, Sec. 4). Discrete schedules (t = 1..T); data-space models, unconditional
+or class-conditional: a conditional teacher is distilled class by class, each example's label (dropped to the null
+label at the teacher's ``train.label_dropout`` rate) given to the teacher's two steps and to the student's one, so the
+student keeps both the conditional and the unconditional model that classifier-free guidance combines.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint
-from ..config import with_defaults
 from ..denoiser import build_denoiser, build_network
 from ..distillation import teacher_times, truncated_snr_weight, two_step_target
 from ..errors import DifflabError
+from ..pretrained import model_dir, read_model_config, read_model_record
 from ..random import randn
-from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run
+from .diffusion import RESUMABLE_KEYS, StudentTrainable, _check_diffusion_run, load_teacher_weights
 from .loop import LoopOptions, check_run_length, fit
 from .run_config import prepare_run_config
 
@@ -48,7 +51,7 @@ class ProgressiveTrainable(StudentTrainable):
         net = build_network(self.config)
         teacher = self.config["distill"].get("teacher")
         if teacher is not None:  # the student starts from the teacher's weights (Algorithm 2, "θ ← η")
-            checkpoint.load_latest(net, teacher, "ema", "teacher")
+            load_teacher_weights(net, teacher)
         return net
 
     def draw(self, idx: torch.Tensor, generator: torch.Generator) -> dict:
@@ -56,26 +59,28 @@ class ProgressiveTrainable(StudentTrainable):
         k = torch.randint(0, self.config["distill"]["student_steps"], (idx.shape[0],), generator=generator)
         eps = randn(x0.shape, generator, self.device, x0.dtype)
         return {"x0": x0, "t": self.times[2 * k], "t_mid": self.times[2 * k + 1], "t_next": self.times[2 * k + 2],
-                "eps": eps}
+                "eps": eps, "y": self.conditions(idx, generator)}
 
     def loss(self, net, batch: dict, part: slice) -> tuple[torch.Tensor, dict]:
-        student = build_denoiser(net, self.run_config)
+        student, teacher = build_denoiser(net, self.run_config), self.teacher
         x0, eps = batch["x0"][part], batch["eps"][part]
         t, t_mid, t_next = batch["t"][part], batch["t_mid"][part], batch["t_next"][part]
+        if batch["y"] is not None:  # a class-conditional pair: both read each example's label (or the null one)
+            student, teacher = student.with_labels(batch["y"][part]), teacher.with_labels(batch["y"][part])
         shape = (-1, *[1] * (x0.ndim - 1))
         a = self.schedule.alpha(t).to(x0.device, x0.dtype).reshape(shape)
         s = self.schedule.sigma(t).to(x0.device, x0.dtype).reshape(shape)
         z_t = a * x0 + s * eps
         with torch.no_grad():
-            target = two_step_target(self.schedule, self.teacher, z_t, t, t_mid, t_next)
+            target = two_step_target(self.schedule, teacher, z_t, t, t_mid, t_next)
         err = (student(z_t, t).x0 - target).pow(2).flatten(1).mean(1)
         return truncated_snr_weight(self.schedule, t).to(err) * err, {}
 
 
 def check_teacher(run_dir: str | Path) -> dict:
-    """The config of a run progressive distillation takes: an unconditional data-space model on a discrete
-    schedule; anything else is refused in one sentence."""
-    config = with_defaults(checkpoint.read_config(run_dir))
+    """The config of a run progressive distillation takes: a data-space model on a discrete schedule, unconditional
+    or class-conditional; anything else is refused in one sentence."""
+    config = read_model_config(run_dir)
     _check_diffusion_run(config, Path(run_dir))
     if not isinstance(config.get("diffusion"), dict) or not isinstance(config.get("model"), dict):
         raise DifflabError(f"{str(run_dir)!r} is not a diffusion run; progressive distillation needs one as its teacher.")
@@ -85,10 +90,11 @@ def check_teacher(run_dir: str | Path) -> dict:
     if not schedules.get(diff["schedule"], diff["T"], **diff["schedule_params"]).discrete:
         raise DifflabError(f"progressive distillation here halves DDIM's trailing steps on a discrete schedule (t = 1..T); "
                            f"{str(run_dir)!r} uses the continuous schedule {diff['schedule']!r}.")
-    if "latent" in config or config["data"].get("low_res_factor") or config["model"].get("num_classes") \
-            or config["model"]["type"] == "text-unet" or config["diffusion"]["learned_variance"]:
-        raise DifflabError(f"progressive distillation takes unconditional data-space models with a fixed variance; "
-                           f"{str(run_dir)!r} is conditional, latent, super-resolution or learned-variance.")
+    if "latent" in config or config["data"].get("low_res_factor") or config["model"]["type"] == "text-unet" \
+            or config["diffusion"]["learned_variance"]:
+        raise DifflabError(f"progressive distillation takes data-space models with a fixed variance, unconditional or "
+                           f"class-conditional; {str(run_dir)!r} is latent, super-resolution, text-conditioned or "
+                           "learned-variance.")
     return config
 
 
@@ -116,7 +122,9 @@ def round_config(teacher_config: dict, teacher: str, student_steps: int, train: 
     config["distill"] = {"method": "progressive", "teacher": None if teacher is None else str(teacher),
                          "student_steps": student_steps}
     config["train"] = {**config["train"], **train}
-    config["sample"] = {**config["sample"], "sampler": "ddim", "steps": student_steps, "eta": 0.0}
+    # the student's grid starts at T: no other discretization, no Gaussian start part-way down
+    config["sample"] = {**config["sample"], "sampler": "ddim", "steps": student_steps, "eta": 0.0,
+                        "discretization": None, "gaussian_start": None}
     return config
 
 
@@ -138,7 +146,7 @@ def distill(run_dir: str | Path, out: str | Path, to: int, from_steps: int | Non
     check_run_length(steps, max_minutes)
     if out.exists() and not resume and any(out.iterdir()):
         raise DifflabError(f"⟨out⟩ {str(out)!r} already holds files; set ⟨resume⟩ to continue it or choose another.")
-    started, teacher = time.monotonic(), Path(run_dir)
+    started, teacher = time.monotonic(), model_dir(run_dir)
     for n in rounds:
         where = out / f"round-{n}"
         cfg = round_config(config, str(teacher), n, {"steps": steps, "sample_every": 0}, parameterization)
@@ -153,7 +161,7 @@ def distill(run_dir: str | Path, out: str | Path, to: int, from_steps: int | Non
             is_resume = where.exists() and (where / "config.json").exists()
             run_cfg = prepare_run_config(where, None if is_resume else cfg, is_resume, None, command="distill",
                                          resumable=RESUMABLE_KEYS)
-            record = checkpoint.read_record(teacher)
+            record = read_model_record(teacher)
             fit(ProgressiveTrainable(run_cfg, record), where, LoopOptions.from_section(run_cfg["train"]), run_cfg["seed"],
                 resume=is_resume, device=device, progress=progress, max_minutes=left, log=log)
             if _latest_step(where) < steps:

@@ -22,6 +22,7 @@ from .. import checkpoint
 from ..config import with_defaults
 from ..denoiser import build_denoiser, build_network
 from ..errors import DifflabError
+from ..pretrained import model_dir, read_model_config, read_model_record
 from ..checkpoint import with_record
 from ..io import atomic_path, write_json
 from .diffusion import RESUMABLE_KEYS, DiffusionTrainable, _check_diffusion_run, load_teacher
@@ -36,7 +37,7 @@ STRAIGHTNESS_SAMPLES = 512
 def check_teacher(run_dir: str | Path) -> dict:
     """The config of a run that reflow can straighten: a flow-matching model (``diffusion.formulation: flow``) in
     data space; anything else is refused in one sentence."""
-    config = with_defaults(checkpoint.read_config(run_dir))
+    config = read_model_config(run_dir)
     form = config.get("diffusion", {}).get("formulation")
     if form != "flow":
         raise DifflabError(f"reflow straightens a flow-matching model, but {str(run_dir)!r} was trained with "
@@ -201,7 +202,7 @@ def reflow(teacher: str | Path | None, out: str | Path, pairs: int | None = None
                                f"deterministic; {sampler!r} draws fresh noise.")
         ode_steps = ode_steps or base["sample"]["steps"]
         check_integer(ode_steps, "ode_steps")
-        config["reflow"] = {"teacher": str(Path(teacher).resolve()), "pairs": pairs, "sampler": sampler, "steps": ode_steps}
+        config["reflow"] = {"teacher": str(model_dir(teacher).resolve()), "pairs": pairs, "sampler": sampler, "steps": ode_steps}
         config["diffusion"] = {**config["diffusion"], "ot_pairing": False}  # the teacher's coupling, not a new one
         if seed is not None and not resume:
             config["seed"] = seed
@@ -215,7 +216,7 @@ def reflow(teacher: str | Path | None, out: str | Path, pairs: int | None = None
         tr["steps"] = steps
     opts = LoopOptions.from_section(tr)
     check_run_length(None, max_minutes)
-    record = checkpoint.read_record(out) if resume else checkpoint.read_record(config["reflow"]["teacher"])
+    record = checkpoint.read_record(out) if resume else read_model_record(config["reflow"]["teacher"])
     return fit(ReflowTrainable(config, record, out, progress), out, opts, config["seed"], resume=resume, device=device,
                progress=progress, max_minutes=max_minutes, log=log)
 
