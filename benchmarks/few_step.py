@@ -195,7 +195,7 @@ def verdicts(book: Ledger) -> list[str]:
                 met = fd_key(r, " 95% high") <= factor * fd_key(teacher, " 95% low")
                 beyond = fd_key(r, " 95% low") > factor * fd_key(teacher, " 95% high")
                 out.append(f"* {nfe} evaluations, {student}: FD {fd_key(r):.2f} = {fd_key(r) / fd_key(teacher):.2f} "
-                           f"× {teacher_row.split(',')[0]} at 50 ({fd_key(teacher):.2f}); target ≤ {factor:g}×: "
+                           f"× {teacher_row.split(', best')[0]} at 50 ({fd_key(teacher):.2f}); target ≤ {factor:g}×: "
                            f"{'met' if met else 'not met' if beyond else 'not resolved'}.")
     return out or ["* no few-step row and its teacher at 50 evaluations are scored yet."]
 
