@@ -206,6 +206,10 @@ def test_cli_distills_and_samples(train_toy, tmp_path, capsys):
     npz = tmp_path / "s.npz"
     assert main(["sample", str(out / "round-2"), "--num", "20", "--out", str(npz), "--no-progress"]) in (0, None)
     assert np.load(npz)["samples"].shape == (20, 2)
+    stopped = ["distill", str(teacher), "--to", "2", "--from", "8", "--out", str(tmp_path / "part"), "--steps", "5000",
+               "--max-minutes", "0.002", "--no-progress"]
+    assert main(stopped) in (0, None)  # a time limit inside the first round: said so, not "distilled"
+    assert "stopped at --max-minutes in" in capsys.readouterr().out
     assert main(["distill", str(teacher), "--to", "3", "--from", "8", "--out", str(tmp_path / "bad")]) == 2
     assert "power-of-two fraction" in capsys.readouterr().err
     flow = train_toy("8gaussians-flow", 10, name="flow")

@@ -50,7 +50,7 @@ def execute(a) -> None:
                                   device=a.device, max_minutes=a.max_minutes)
         print(f"distilled into {out}; sample it with: difflab sample {out} --steps 1 --out x.png")
         return
-    from ..training.distill import distill
+    from ..training.distill import distill, finished
 
     if a.to is None:
         raise error("progressive distillation needs --to, the steps of the last student (e.g. 4).")
@@ -59,4 +59,7 @@ def execute(a) -> None:
     last = distill(a.run, a.out, to=a.to, from_steps=a.from_steps, steps=a.steps or 2000,
                    parameterization=a.parameterization, resume=a.resume, progress=not a.no_progress, device=a.device,
                    max_minutes=a.max_minutes)
+    if last.name != f"round-{a.to}" or not finished(last):
+        print(f"stopped at --max-minutes in {last}; run the same command with --resume to continue")
+        return
     print(f"distilled into {last}; sample it with: difflab sample {last} --steps {last.name.split('-')[-1]} --out x.png")

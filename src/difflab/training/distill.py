@@ -151,9 +151,7 @@ def distill(run_dir: str | Path, out: str | Path, to: int, from_steps: int | Non
         where = out / f"round-{n}"
         cfg = round_config(config, str(teacher), n, {"steps": steps, "sample_every": 0}, parameterization)
         cfg = {k: v for k, v in cfg.items() if k not in ("normalization",)}
-        done = where.exists() and checkpoint.list_checkpoints(where) and \
-            checkpoint.read_config(where)["train"]["steps"] <= _latest_step(where)
-        if not done:
+        if not finished(where):
             left = None if max_minutes is None else max_minutes - (time.monotonic() - started) / 60
             if left is not None and left <= 0:
                 log(f"stopped at the time limit before round {n}; continue with resume")
@@ -168,6 +166,13 @@ def distill(run_dir: str | Path, out: str | Path, to: int, from_steps: int | Non
                 return where
         teacher = where
     return out / f"round-{rounds[-1]}"
+
+
+def finished(where: str | Path) -> bool:
+    """Whether the round in ``where`` has trained all its steps."""
+    where = Path(where)
+    return bool(where.exists() and checkpoint.list_checkpoints(where)) and \
+        checkpoint.read_config(where)["train"]["steps"] <= _latest_step(where)
 
 
 def _latest_step(where: Path) -> int:
