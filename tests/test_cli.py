@@ -126,7 +126,7 @@ def test_quick_demo_writes_every_picture(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, err = run_cli(capsys, "demo", "--out", out, "--quick")
     assert code == 0, err
-    pictures = ["mnist_samples.png", "mnist_steps.png", "mnist_guidance.png", "mnist_denoising.gif",
+    pictures = ["mnist_samples.png", "mnist-fast_samples.png", "mnist_steps.png", "mnist_guidance.png", "mnist_denoising.gif",
                 "mnist_denoising.png", "fashion-mnist_samples.png", "toy_samples.png", "toy_forward_process.png",
                 "toy_reverse_process.png", "toy_loss.png"]
     page = (out / "index.html").read_text()
@@ -138,7 +138,7 @@ def test_quick_demo_writes_every_picture(tmp_path, capsys):
     with Image.open(out / "mnist_denoising.gif") as gif:
         assert gif.n_frames > 2  # an animation, not a still
     # the shipped models' samples are drawn with the setting recorded with each model
-    assert "DDPM 50 steps from the Gaussian start σ̃ = 5" in page
+    assert "DDPM 50 steps from the Gaussian start σ̃ = 5" in page and "(DDIM 2 steps)" in page
     # a directory that is not a demo directory is refused
     other = tmp_path / "other"
     other.mkdir()

@@ -5,6 +5,7 @@ What a newcomer should see first, in under three minutes on two CPU cores and wi
 
 * ``mnist_samples.png`` and ``fashion-mnist_samples.png``: the shipped models with the plain ``difflab sample
   NAME`` setting recorded with each model;
+* ``mnist-fast_samples.png``: the shipped ``mnist`` progressively distilled to 2 network evaluations;
 * ``mnist_steps.png``: the same noises at 2, 4, 10 and 50 network evaluations (UniPC from the data's Gaussian);
 * ``mnist_guidance.png``: classifier-free guidance (Ho & Salimans 2022) towards each class at scales 0, 1 and 3;
 * ``mnist_denoising.gif``: x_t and the predicted x̂_0 along a sampling run (Ho et al. 2020, Fig. 6);
@@ -52,14 +53,17 @@ def _default_setting(run) -> str:
     return f"{s['sampler'].upper()} {s['steps']} steps{start}"
 
 
-def shipped_samples(name: str, out: Path, num: int) -> tuple[Path, str]:
+def shipped_samples(name: str, out: Path, num: int, about: str = "") -> tuple[Path, str]:
     """``num`` samples of a shipped model with the setting recorded with it (what ``difflab sample NAME`` draws)."""
     from ..run import load, save_samples
 
     run = load(name)
-    path = save_samples(run.sample(num, generator=_seeded(0)), out / f"{name}_samples.png", run.kind)
+    t0 = time.perf_counter()
+    x = run.sample(num, generator=_seeded(0))
+    seconds = time.perf_counter() - t0
+    path = save_samples(x, out / f"{name}_samples.png", run.kind)
     return path, (f"<code>difflab sample {name}</code>: {num} samples with the setting recorded with the model "
-                  f"({_default_setting(run)}).")
+                  f"({_default_setting(run)}), drawn in {seconds:.1f} s.{' ' + about if about else ''}")
 
 
 def step_budgets(run, out: Path, num: int, budgets=STEP_BUDGETS) -> tuple[Path, str]:
@@ -211,6 +215,10 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False) -> list[Path]:
 
     step("the shipped MNIST model")
     items.append(shipped_samples("mnist", out, 16 if quick else 100))
+    step("the shipped MNIST model distilled to two evaluations")
+    items.append(shipped_samples("mnist-fast", out, 16 if quick else 100,
+                                 "The same model progressively distilled (Salimans &amp; Ho 2022) from 64 DDIM steps to "
+                                 "2; quality against the teacher in src/difflab/weights/mnist-fast/TRAINING.md."))
     mnist = load("mnist")
     items.append(step_budgets(mnist, out, 4 if quick else 10, (2, 4) if quick else STEP_BUDGETS))
     step("guidance")
